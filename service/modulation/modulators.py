@@ -1,0 +1,105 @@
+"""The two AIM modulators as pure ``logits -> logits`` functions over a whole batch.
+
+Layouts: (B, C) classification, (B, C, H, W) segmentation (independent noise per pixel), (B, V) one
+decoding step. Every function returns a new float32 tensor (computed in float32 whatever the input dtype)
+and never modifies its input. Rows the batch does not modulate are bit-identical to ``logits.float()``.
+Noise is keyed (see `service.modulation.noise`): the same row key, position and layout give the same output.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from service.modulation.batch import ModulationBatch
+from service.modulation.noise import derive_stream_keys, keyed_normal
+
+UTILITY_STREAM = 1
+FOCUS_STREAM = 2
+
+Position = int | torch.Tensor | None
+
+
+def modulate(logits: torch.Tensor, batch: ModulationBatch, position: Position = None) -> torch.Tensor:
+    """Utility then focus modulation in one call.
+
+    Args:
+        logits: (B, C) / (B, C, H, W) / (B, V), any floating dtype, any device.
+        batch: the rows' settings, built for B rows on ``logits.device``.
+        position: decoding step(s) entering the noise key: an int shared by all rows, a (B,) tensor, or
+            None for single-shot outputs.
+
+    Returns:
+        float32 logits of the same shape. When no row is modulated this is ``logits.float()``, which is
+        ``logits`` itself for float32 input: treat the result as read-only.
+    """
+    if batch.is_identity:
+        return logits.float()
+    out = _fresh(logits)
+    pos = _positions(position, batch.size, logits.device)
+    _add_utility_(out, batch, pos)
+    _add_focus_(out, batch, pos)
+    return out
+
+
+def utility_modulation(
+    logits: torch.Tensor, batch: ModulationBatch, position: Position = None
+) -> torch.Tensor:
+    """z' = z + σ_r·ε with ε ~ N(0, 1) i.i.d. per logit (per pixel and class for segmentation)."""
+    out = _fresh(logits)
+    _add_utility_(out, batch, _positions(position, batch.size, logits.device))
+    return out
+
+
+def focus_modulation(logits: torch.Tensor, batch: ModulationBatch, position: Position = None) -> torch.Tensor:
+    """z'_t = z_t ± σ_f·|ε_t| on each row's target classes only; ε_t ~ N(0, 1) (folded normal)."""
+    out = _fresh(logits)
+    _add_focus_(out, batch, _positions(position, batch.size, logits.device))
+    return out
+
+
+def _fresh(logits: torch.Tensor) -> torch.Tensor:
+    return logits.to(dtype=torch.float32, memory_format=torch.contiguous_format, copy=True)
+
+
+def _positions(position: Position, size: int, device: torch.device) -> torch.Tensor | None:
+    if position is None:
+        return None
+    if isinstance(position, int):
+        return torch.full((size,), position, dtype=torch.int32, device=device)
+    return position.to(device=device, dtype=torch.int32)
+
+
+def _add_utility_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor | None) -> None:
+    """In place on a fresh contiguous float32 tensor: add σ_r·ε to every element of the noisy rows."""
+    rows, sigma = batch.utility_rows, batch.utility_sigma
+    if rows is None or sigma is None:
+        return
+    flat = out.view(out.shape[0], -1)
+    index = torch.arange(flat.shape[1], dtype=torch.int32, device=out.device)
+    if batch.utility_all:
+        keys = derive_stream_keys(batch.keys, UTILITY_STREAM, pos)
+        flat.add_(keyed_normal(keys, index).mul_(sigma[:, None]))
+        return
+    sub_pos = None if pos is None else pos.index_select(0, rows)
+    keys = derive_stream_keys(batch.keys.index_select(0, rows), UTILITY_STREAM, sub_pos)
+    flat.index_add_(0, rows, keyed_normal(keys, index).mul_(sigma[:, None]))
+
+
+def _add_focus_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor | None) -> None:
+    """In place: add ±σ_f·|ε| at each focus row's target classes (every pixel of them for segmentation).
+
+    Noise is generated only at the targeted elements: the counter-based generator gives element n of a row
+    without generating the others.
+    """
+    rows, ids, scale = batch.focus_rows, batch.focus_ids, batch.focus_scale
+    if rows is None or ids is None or scale is None:
+        return
+    view = out.view(out.shape[0], out.shape[1], -1)
+    pixels = view.shape[2]
+    pixel = torch.arange(pixels, dtype=torch.int64, device=out.device)
+    sub_pos = None if pos is None else pos.index_select(0, rows)
+    keys = derive_stream_keys(batch.keys.index_select(0, rows), FOCUS_STREAM, sub_pos)
+    element = (ids[:, :, None] * pixels + pixel).to(torch.int32)  # (F, K, P) flat index c*P + p
+    noise = keyed_normal(keys, element.view(len(rows), -1)).abs_().view(element.shape)
+    noise.mul_(scale[:, :, None])
+    view.index_put_((rows[:, None, None], ids[:, :, None], pixel), noise, accumulate=True)
