@@ -1,0 +1,54 @@
+"""The app factory. Nothing heavy happens at import or in `create_app`: the model, the store and the
+tiers are loaded in the lifespan (or passed in, already started, by tests and embedders)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.api import errors
+from service.api.components import Components
+from service.api.middleware import BodyLimit, RequestMetrics
+from service.api.routes import admin, inference, openai_compat, ops, tenant
+
+log = logging.getLogger("aimserve")
+
+ComponentsFactory = Callable[[], Awaitable[Components]]
+
+
+def create_app(factory: ComponentsFactory, *, max_body_bytes: int = 8 * 1024 * 1024) -> FastAPI:
+    """An app whose lifespan calls ``factory`` to start its components and closes them on shutdown."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        components = await factory()
+        app.state.components = components
+        log.info(
+            "serving %s (%s) on %s", components.model.name, components.model.task, components.model.device
+        )
+        try:
+            yield
+        finally:
+            await components.aclose()
+
+    app = FastAPI(
+        title="aimserve",
+        version=__version__,
+        summary="One model, many behaviours: per-tenant logits modulation (AIM, WWW'25).",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (ops, inference, openai_compat, tenant, admin):
+        app.include_router(module.router)
+    app.add_middleware(RequestMetrics, metrics=lambda: _metrics(app))
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    return app
+
+
+def _metrics(app: FastAPI) -> object | None:
+    components = getattr(app.state, "components", None)
+    return None if components is None else components.metrics

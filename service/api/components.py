@@ -1,0 +1,179 @@
+"""Everything a running service holds, built in the app's lifespan and torn down in reverse.
+
+Boundaries are passed in: tests build `Components` with a real Redis of their own, a small model and a
+fresh metrics registry, exactly as `start_components` does for the real service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from service.api.policy import FocusResolver, label_resolver
+from service.api.records import RequestRecords
+from service.metrics import Metrics
+from service.models import LoadedModel, calibration_logits, load_model
+from service.modulation.calibration import sigma_for_fidelity
+from service.presets import resolve_model_path
+from service.serving.batcher import BatchStats, DynamicBatcher
+from service.serving.generation import GenerationEngine, focus_token_ids
+from service.serving.predict import Row, classify_batch, segment_batch
+from service.settings import Settings
+from service.store import RateLimiter, TenantStore, start_embedded_redis
+from service.tiers import TierRegistry
+
+log = logging.getLogger("aimserve")
+
+
+@dataclass
+class Components:
+    settings: Settings
+    model: LoadedModel
+    store: TenantStore
+    limiter: RateLimiter
+    tiers: TierRegistry
+    metrics: Metrics
+    records: RequestRecords
+    focus_resolver: FocusResolver
+    batcher: DynamicBatcher[Row, Any] | None = None
+    generator: GenerationEngine | None = None
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+
+    @property
+    def queue_depth(self) -> int:
+        if self.batcher is not None:
+            return self.batcher.depth
+        return self.generator.depth if self.generator is not None else 0
+
+    async def reload_tiers(self) -> None:
+        """Reload tiers.yaml now; an invalid file raises BadInput and leaves the tiers in force."""
+        await asyncio.to_thread(self.tiers.reload_or_raise)
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+
+def fidelity_solver(model: LoadedModel) -> Callable[[float], float]:
+    """σ for a target fidelity on the model's calibration inputs; logits computed once, on first use."""
+    cache: dict[str, Any] = {}
+
+    def solve(target: float) -> float:
+        if "logits" not in cache:
+            cache["logits"] = calibration_logits(model)[0]
+        return sigma_for_fidelity(cache["logits"], target).sigma
+
+    return solve
+
+
+def on_batch(metrics: Metrics, task: str) -> Callable[[BatchStats], None]:
+    def observe(stats: BatchStats) -> None:
+        metrics.observe_batch(stats.size)
+        metrics.observe_forward(task, stats.run_seconds)
+        for wait, row in zip(stats.waits, stats.payloads, strict=True):
+            metrics.observe_queue_wait(getattr(row, "tag", "-"), wait)
+
+    return observe
+
+
+async def start_components(
+    settings: Settings,
+    model_ref: str,
+    tiers_path: Path,
+    *,
+    registry: CollectorRegistry | None = None,
+    task: str | None = None,
+    watch_tiers: bool = True,
+) -> Components:
+    """Start Redis (embedded unless REDIS_URL), load the model and tiers, start the batcher."""
+    stack = AsyncExitStack()
+    try:
+        metrics = Metrics(registry if registry is not None else CollectorRegistry())
+        url = settings.redis_url
+        if url is None:
+            embedded = await asyncio.to_thread(start_embedded_redis, settings.state_dir / "redis")
+            stack.callback(embedded.stop)
+            url = embedded.url
+        path = resolve_model_path(model_ref, settings.state_dir)
+        model = await asyncio.to_thread(load_model, path, task=task)
+        metrics.set_model_info(
+            model.name, model.task, str(model.device), str(model.dtype).removeprefix("torch.")
+        )
+        tiers = TierRegistry(tiers_path, fidelity_solver(model), on_reload=_reload_hook(metrics))
+        await asyncio.to_thread(tiers.reload_or_raise)
+        store = TenantStore.from_url(
+            url, settings.secret, cache_ttl_s=settings.key_cache_ttl_s, grace_s=settings.redis_grace_s
+        )
+        await store.start()
+        stack.push_async_callback(store.close)
+        if watch_tiers:
+            stack.push_async_callback(tiers.stop_watching)
+            tiers.start_watching()
+        c = Components(
+            settings,
+            model,
+            store,
+            RateLimiter(store.redis),
+            tiers,
+            metrics,
+            RequestRecords(store.redis),
+            _resolver(model),
+            _stack=stack,
+        )
+        await _start_engine(c)
+        return c
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+def _reload_hook(metrics: Metrics) -> Callable[[bool, dict[str, float]], None]:
+    def hook(ok: bool, sigmas: dict[str, float]) -> None:
+        metrics.count_tier_reload(ok)
+        if ok:
+            metrics.set_tiers(sigmas)
+
+    return hook
+
+
+def _resolver(model: LoadedModel) -> FocusResolver:
+    if model.task == "text-generation":
+        tokenizer = model.tokenizer
+
+        def resolve(strings: Sequence[str]) -> tuple[int, ...]:
+            return focus_token_ids(tokenizer, strings)
+
+        return resolve
+    return label_resolver(model.labels)
+
+
+async def _start_engine(c: Components) -> None:
+    s, model = c.settings, c.model
+    if model.task == "text-generation":
+        c.generator = GenerationEngine(
+            model.model,
+            model.tokenizer,
+            device=model.device,
+            max_batch_size=s.max_batch_size,
+            max_wait_ms=s.max_wait_ms,
+            max_queue=s.queue_size,
+        )
+        await c.generator.start()
+        c._stack.push_async_callback(c.generator.stop)
+        return
+    run = segment_batch if model.task == "semantic-segmentation" else classify_batch
+    c.batcher = DynamicBatcher[Row, Any](
+        lambda rows: run(model, rows),
+        max_batch_size=s.max_batch_size,
+        max_wait_s=s.max_wait_ms / 1000,
+        max_queue=s.queue_size,
+        on_batch=on_batch(c.metrics, model.task),
+    )
+    await c.batcher.start()
+    c._stack.push_async_callback(c.batcher.stop)

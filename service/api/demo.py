@@ -1,0 +1,57 @@
+"""Demo tenants for `make run`: one free and one premium tenant, created once, keys printed each start.
+
+The keys are kept in ``<state_dir>/demo-keys.json`` (mode 0600) because the store itself keeps only their
+hashes; if the store no longer knows them (a wiped Redis) the tenants are created again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from service.api.components import Components
+from service.errors import Unauthorized
+
+DEMO = (("demo-free", "free"), ("demo-premium", "premium"))
+
+
+async def ensure_demo_tenants(c: Components, *, host: str, port: int) -> dict[str, str]:
+    path = c.settings.state_dir / "demo-keys.json"
+    keys: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    for name, tier in DEMO:
+        if tier not in c.tiers.current.tiers:
+            tier = c.tiers.current.default_tier
+        key = keys.get(name)
+        if key is not None:
+            try:
+                await c.store.resolve_key(key)
+                continue
+            except Unauthorized:
+                pass
+        _, issued = await c.store.create_tenant(name, tier)
+        keys[name] = issued.api_key
+    _write_private(path, json.dumps(keys, indent=2))
+    _announce(keys, host, port, c.model.task)
+    return keys
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _announce(keys: dict[str, str], host: str, port: int, task: str) -> None:
+    base = f"http://{host}:{port}"
+    route = {"text-generation": "/v1/generate"}.get(task, "/v1/classify")
+    lines = ["", "aimserve demo tenants (keys kept in the state directory):"]
+    lines += [f"  {name:13s} {key}" for name, key in keys.items()]
+    lines += [
+        "",
+        f"  curl -s {base}/v1/me -H 'Authorization: Bearer {keys['demo-free']}'",
+        f"  curl -s {base}{route} -H 'Authorization: Bearer {keys['demo-premium']}' "
+        '-H \'Content-Type: application/json\' -d \'{"prompt": "Tell me a joke", "max_new_tokens": 40}\'',
+        "",
+    ]
+    print("\n".join(lines), flush=True)

@@ -1,0 +1,91 @@
+"""Dependencies: collaborators from app state, the calling tenant, the admin check.
+
+Route handlers stay thin: they receive a resolved `Caller` (tenant, tier in force, effective focus) and
+the `Components`, never parse headers or touch app state themselves.
+"""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from service.api.components import Components
+from service.api.policy import EffectiveFocus, effective_focus
+from service.errors import NotFound, RateLimited, Unauthorized
+from service.store import Tenant
+from service.tiers import Tier
+
+
+def get_components(request: Request) -> Components:
+    components: Components = request.app.state.components
+    return components
+
+
+ComponentsDep = Annotated[Components, Depends(get_components)]
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <api key>'")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
+    return token.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The tenant making this request, with the tier and focus in force for it right now."""
+
+    tenant: Tenant
+    tier: Tier
+    focus: EffectiveFocus | None
+
+
+async def get_caller(
+    request: Request, c: ComponentsDep, authorization: Annotated[str | None, Header()] = None
+) -> Caller:
+    token = _bearer(authorization)
+    admin = c.settings.admin_token
+    if admin is not None and hmac.compare_digest(token.encode(), admin.encode()):
+        raise Unauthorized("the admin token is not a tenant key; use a tenant's API key")
+    tenant = await c.store.resolve_key(token)
+    tier = c.tiers.tier_for(tenant.tier)
+    request.scope.setdefault("state", {})["tier"] = tier.name
+    if tier.rate_limit is not None:
+        decision = await c.limiter.hit(f"tenant:{tenant.id}", tier.rate_limit.requests_per_minute)
+        if not decision.allowed:
+            raise RateLimited(
+                f"rate limit of {tier.rate_limit.requests_per_minute} requests per minute reached",
+                retry_after=decision.retry_after,
+            )
+    focus = None
+    if tenant.focus is not None:
+        pref = tenant.focus
+        focus = effective_focus(
+            pref.classes,
+            pref.strength,
+            pref.direction,
+            tier.focus.allowed,
+            tier.focus.max_strength,
+            c.focus_resolver,
+        )
+    return Caller(tenant, tier, focus)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+async def require_admin(c: ComponentsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+    admin = c.settings.admin_token
+    if admin is None:
+        raise NotFound("the admin API is off (AIM_ADMIN_TOKEN is not set)", code="admin_disabled")
+    token = _bearer(authorization)
+    if not hmac.compare_digest(token.encode(), admin.encode()):
+        raise Unauthorized("invalid admin token")
+
+
+AdminDep = Depends(require_admin)

@@ -1,0 +1,74 @@
+"""What each classification request answered, kept in Redis for a day so feedback can be scored.
+
+``aim:req:<id>`` is a hash: ``tenant``, ``tier`` and ``labels`` (the served top-1 per input, JSON). A
+feedback label is counted once per (request, index): ``aim:req:<id>:fb`` remembers the indices already
+labelled. Writing a record is best effort: when Redis is down the answer still goes out and feedback on
+that request is later refused with 404 rather than counted wrongly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from service.errors import NotFound, Unavailable
+
+RECORD_TTL_S = 24 * 3600
+log = logging.getLogger("aimserve.records")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    tenant: str
+    tier: str
+    labels: list[str]
+
+
+class RequestRecords:
+    def __init__(self, redis: Redis, ttl_s: int = RECORD_TTL_S) -> None:
+        self._redis = redis
+        self._ttl = ttl_s
+
+    async def remember(self, request_id: str, tenant: str, tier: str, labels: list[str]) -> None:
+        key = f"aim:req:{request_id}"
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping={"tenant": tenant, "tier": tier, "labels": json.dumps(labels)})
+                pipe.expire(key, self._ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("request record %s not kept: %s", request_id, type(exc).__name__)
+
+    async def get(self, request_id: str, tenant: str) -> Record:
+        """The record, only for the tenant that made the request (others get the same 404)."""
+        try:
+            raw = await self._redis.hgetall(f"aim:req:{request_id}")
+        except (RedisError, OSError):
+            raise Unavailable(
+                "request records are unavailable", code="dependency_unavailable", retry_after=5
+            ) from None
+        fields = {
+            k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
+            for k, v in raw.items()
+        }
+        if not fields or fields.get("tenant") != tenant:
+            raise NotFound(f"no request {request_id} of yours is known (records last a day)")
+        return Record(fields["tenant"], fields["tier"], json.loads(fields["labels"]))
+
+    async def first_label(self, request_id: str, index: int) -> bool:
+        """True the first time (request, index) is labelled; False for a repeat."""
+        key = f"aim:req:{request_id}:fb"
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.sadd(key, str(index))
+                pipe.expire(key, self._ttl)
+                added, _ = await pipe.execute()
+        except (RedisError, OSError):
+            raise Unavailable(
+                "request records are unavailable", code="dependency_unavailable", retry_after=5
+            ) from None
+        return bool(added)

@@ -1,0 +1,103 @@
+"""The admin API (`AIM_ADMIN_TOKEN`): tenants, keys, tiers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from service.api import schemas
+from service.api.components import Components
+from service.api.deps import AdminDep, ComponentsDep
+from service.errors import BadInput
+from service.store import FocusPref, Tenant
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
+
+
+def _tier_name(c: Components, name: str | None) -> str:
+    tiers = c.tiers.current
+    if name is None:
+        return tiers.default_tier
+    if name not in tiers.tiers:
+        raise BadInput(
+            f"unknown tier {name!r}; tiers in force: {', '.join(tiers.tiers)}", code="unknown_tier"
+        )
+    return name
+
+
+def tenant_json(t: Tenant) -> dict[str, Any]:
+    return t.model_dump(mode="json")
+
+
+@router.post("/tenants", status_code=201)
+async def create_tenant(body: schemas.CreateTenant, c: ComponentsDep) -> dict[str, Any]:
+    tenant, key = await c.store.create_tenant(body.name, _tier_name(c, body.tier))
+    return {"tenant": tenant_json(tenant), "api_key": key.api_key, "key_id": key.key_id}
+
+
+@router.get("/tenants")
+async def list_tenants(c: ComponentsDep) -> dict[str, Any]:
+    return {"tenants": [tenant_json(t) for t in await c.store.list_tenants()]}
+
+
+@router.get("/tenants/{tenant_id}")
+async def get_tenant(tenant_id: str, c: ComponentsDep) -> dict[str, Any]:
+    tenant = await c.store.get_tenant(tenant_id)
+    keys = await c.store.list_keys(tenant_id)
+    return {**tenant_json(tenant), "keys": [k.model_dump(mode="json") for k in keys]}
+
+
+@router.patch("/tenants/{tenant_id}")
+async def patch_tenant(tenant_id: str, body: schemas.PatchTenant, c: ComponentsDep) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if body.name is not None:
+        changes["name"] = body.name
+    if body.tier is not None:
+        changes["tier"] = _tier_name(c, body.tier)
+    if "focus" in body.model_fields_set:
+        if body.focus is None:
+            changes["focus"] = None
+        else:
+            c.focus_resolver(body.focus.classes)  # unknown classes are a 400 naming them
+            changes["focus"] = FocusPref(
+                classes=body.focus.classes, strength=body.focus.strength, direction=body.focus.direction
+            )
+    return tenant_json(await c.store.update_tenant(tenant_id, **changes))
+
+
+@router.delete("/tenants/{tenant_id}", status_code=204)
+async def delete_tenant(tenant_id: str, c: ComponentsDep) -> Response:
+    await c.store.delete_tenant(tenant_id)
+    return Response(status_code=204)
+
+
+@router.post("/tenants/{tenant_id}/keys", status_code=201)
+async def issue_key(tenant_id: str, c: ComponentsDep) -> dict[str, Any]:
+    key = await c.store.issue_key(tenant_id)
+    return {"key_id": key.key_id, "api_key": key.api_key}
+
+
+@router.delete("/tenants/{tenant_id}/keys/{key_id}", status_code=204)
+async def revoke_key(tenant_id: str, key_id: str, c: ComponentsDep) -> Response:
+    await c.store.revoke_key(tenant_id, key_id)
+    return Response(status_code=204)
+
+
+def tiers_json(c: Components) -> dict[str, Any]:
+    tiers = c.tiers.current
+    return {
+        "default_tier": tiers.default_tier,
+        "tiers": {name: tier.as_json() for name, tier in tiers.tiers.items()},
+    }
+
+
+@router.get("/tiers")
+async def get_tiers(c: ComponentsDep) -> dict[str, Any]:
+    return tiers_json(c)
+
+
+@router.post("/tiers/reload")
+async def reload_tiers(c: ComponentsDep) -> dict[str, Any]:
+    await c.reload_tiers()
+    return tiers_json(c)

@@ -1,0 +1,122 @@
+"""Tenant inference routes: /v1/classify, /v1/segment, /v1/generate."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from PIL import Image
+
+from service.api import schemas
+from service.api.common import envelope, new_request_id, require_task
+from service.api.components import Components
+from service.api.deps import Caller, CallerDep, ComponentsDep
+from service.api.generate import generate_once, generate_stream
+from service.api.policy import row_spec
+from service.errors import BadInput
+from service.serving.predict import ClassResult, Row, SegResult
+
+router = APIRouter(prefix="/v1", tags=["inference"])
+
+CLASSIFY_TASKS = ("text-classification", "image-classification")
+
+
+def decode_image(encoded: str, index: int) -> bytes:
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"inputs[{index}].image is not valid base64", code="bad_image") from None
+
+
+async def _prepare(c: Components, raw: Sequence[str | bytes]) -> list[Any]:
+    return await asyncio.to_thread(lambda: [c.model.prepare(r) for r in raw])
+
+
+def _rows(c: Components, caller: Caller, items: list[Any], top_k: int = 1) -> list[Row]:
+    return [
+        Row(
+            item,
+            row_spec(c.settings.secret, caller.tenant.id, item.digest, caller.tier.sigma, caller.focus),
+            top_k,
+            caller.tier.name,
+        )
+        for item in items
+    ]
+
+
+@router.post("/classify", response_model=schemas.ClassifyResponse)
+async def classify(body: schemas.ClassifyRequest, caller: CallerDep, c: ComponentsDep) -> dict[str, Any]:
+    require_task(c, *CLASSIFY_TASKS)
+    raw: list[str | bytes] = []
+    for i, x in enumerate(body.inputs):
+        is_image = isinstance(x, schemas.ImageInput)
+        if is_image != (c.model.task == "image-classification"):
+            kind = 'images ({"image": base64})' if not is_image else "texts"
+            raise BadInput(f"inputs[{i}]: this model classifies {kind}", code="wrong_input_type")
+        raw.append(decode_image(x.image, i) if isinstance(x, schemas.ImageInput) else x)
+    items = await _prepare(c, raw)
+    results: list[ClassResult] = await c.batcher.submit(_rows(c, caller, items, body.top_k))
+    labels = c.model.labels
+    c.metrics.count_fidelity(caller.tier.name, sum(r.top1 == r.clean_top1 for r in results), len(results))
+    request_id = new_request_id()
+    await c.records.remember(
+        request_id, caller.tenant.id, caller.tier.name, [labels[r.top1] for r in results]
+    )
+    return {
+        **envelope(c, caller, request_id),
+        "results": [
+            {
+                "label": labels[r.top1],
+                "score": r.top[0][1],
+                "top_k": [{"label": labels[i], "score": p} for i, p in r.top],
+            }
+            for r in results
+        ],
+    }
+
+
+def _seg_json(labels: list[str], result: SegResult) -> dict[str, Any]:
+    mask = result.mask
+    buf = io.BytesIO()
+    Image.fromarray(mask.numpy(), mode="L").save(buf, format="PNG")
+    counts = torch.bincount(mask.flatten().long(), minlength=len(labels)).tolist()
+    total = mask.numel()
+    classes = [
+        {"label": labels[i], "pixel_fraction": n / total}
+        for i, n in sorted(enumerate(counts), key=lambda t: -t[1])
+        if n > 0
+    ]
+    return {
+        "width": int(mask.shape[1]),
+        "height": int(mask.shape[0]),
+        "mask": base64.b64encode(buf.getvalue()).decode(),
+        "classes": classes,
+    }
+
+
+@router.post("/segment", response_model=schemas.SegmentResponse)
+async def segment(body: schemas.SegmentRequest, caller: CallerDep, c: ComponentsDep) -> dict[str, Any]:
+    require_task(c, "semantic-segmentation")
+    items = await _prepare(c, [decode_image(x.image, i) for i, x in enumerate(body.inputs)])
+    results: list[SegResult] = await c.batcher.submit(_rows(c, caller, items))
+    c.metrics.count_fidelity(
+        caller.tier.name, sum(r.agreeing_pixels for r in results), sum(r.pixels for r in results)
+    )
+    request_id = new_request_id()
+    return {**envelope(c, caller, request_id), "results": [_seg_json(c.model.labels, r) for r in results]}
+
+
+@router.post("/generate", response_model=schemas.GenerateResponse)
+async def generate(body: schemas.GenerateRequest, caller: CallerDep, c: ComponentsDep) -> Any:
+    require_task(c, "text-generation")
+    request_id = new_request_id()
+    if body.stream:
+        return StreamingResponse(generate_stream(c, caller, body, request_id), media_type="text/event-stream")
+    return await generate_once(c, caller, body, request_id)

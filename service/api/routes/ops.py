@@ -1,0 +1,46 @@
+"""Operations: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.errors import Unauthorized
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> Response:
+    """200 only when the model is loaded and tenant configuration can be resolved (Redis answers)."""
+    components = getattr(request.app.state, "components", None)
+    checks: dict[str, Any] = {"model": components is not None}
+    if components is not None:
+        checks["redis"] = await components.store.ping()
+        checks["tiers"] = components.tiers.current is not None
+    ready = all(checks.values())
+    status = {"status": "ready" if ready else "not_ready", "checks": checks}
+    return JSONResponse(
+        status, status_code=200 if ready else 503, headers={} if ready else {"Retry-After": "5"}
+    )
+
+
+@router.get("/metrics")
+async def metrics(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
+    components = request.app.state.components
+    token = components.settings.metrics_token
+    if token is not None:
+        sent = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(sent.encode(), token.encode()):
+            raise Unauthorized("/metrics needs 'Authorization: Bearer <AIM_METRICS_TOKEN>'")
+    components.metrics.set_queue_depth(components.queue_depth)
+    return Response(components.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,66 @@
+"""Tenant self-service: /v1/me, focus preferences, feedback labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from service.api import schemas
+from service.api.deps import Caller, CallerDep, ComponentsDep
+from service.api.policy import check_focus_request, effective_focus
+from service.errors import BadInput
+from service.store import FocusPref
+
+router = APIRouter(prefix="/v1", tags=["tenant"])
+
+
+def me_json(caller: Caller) -> dict[str, Any]:
+    tier = caller.tier
+    limit = tier.rate_limit
+    return {
+        "tenant": caller.tenant.id,
+        "name": caller.tenant.name,
+        "tier": tier.name,
+        "sigma": tier.sigma,
+        "focus": caller.focus.as_json() if caller.focus is not None else None,
+        "rate_limit": {"requests_per_minute": limit.requests_per_minute} if limit is not None else None,
+    }
+
+
+@router.get("/me", response_model=schemas.MeResponse)
+async def me(caller: CallerDep) -> dict[str, Any]:
+    return me_json(caller)
+
+
+@router.put("/me/focus", response_model=schemas.MeResponse)
+async def set_focus(body: schemas.FocusRequest, caller: CallerDep, c: ComponentsDep) -> dict[str, Any]:
+    policy = caller.tier.focus
+    check_focus_request(body.classes, body.strength, policy.allowed, policy.max_strength, c.focus_resolver)
+    pref = FocusPref(classes=body.classes, strength=body.strength, direction=body.direction)
+    tenant = await c.store.update_tenant(caller.tenant.id, focus=pref)
+    focus = effective_focus(
+        pref.classes, pref.strength, pref.direction, policy.allowed, policy.max_strength, c.focus_resolver
+    )
+    return me_json(Caller(tenant, caller.tier, focus))
+
+
+@router.delete("/me/focus", status_code=204)
+async def clear_focus(caller: CallerDep, c: ComponentsDep) -> Response:
+    await c.store.update_tenant(caller.tenant.id, focus=None)
+    return Response(status_code=204)
+
+
+@router.post("/feedback", status_code=204)
+async def feedback(body: schemas.FeedbackRequest, caller: CallerDep, c: ComponentsDep) -> Response:
+    record = await c.records.get(body.id, caller.tenant.id)
+    if body.index >= len(record.labels):
+        raise BadInput(
+            f"index {body.index} is out of range: request {body.id} had {len(record.labels)} input(s)",
+            code="bad_index",
+        )
+    if body.label not in c.model.labels:
+        raise BadInput(f"unknown label {body.label!r} for model {c.model.name}", code="unknown_class")
+    if await c.records.first_label(body.id, body.index):
+        c.metrics.count_feedback(record.tier, body.label == record.labels[body.index])
+    return Response(status_code=204)

@@ -1,0 +1,90 @@
+"""`aimserve`: serve a model, build presets, run the paper's experiments, calibrate tiers."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from service.errors import AimError
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.api.app import create_app
+    from service.api.components import Components, start_components
+    from service.api.demo import ensure_demo_tenants
+    from service.settings import Settings
+
+    settings = Settings.from_env()
+    tiers = Path(args.tiers)
+
+    async def factory() -> Components:
+        components = await start_components(settings, args.model, tiers, task=args.task)
+        if args.demo_tenants:
+            await ensure_demo_tenants(components, host=args.host, port=args.port)
+        return components
+
+    app = create_app(factory, max_body_bytes=settings.max_body_bytes)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=20)
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from service.presets import PRESETS, build_preset
+    from service.settings import Settings
+
+    names = list(PRESETS) if args.name == "all" else [args.name]
+    state_dir = Settings.from_env().state_dir
+    for name in names:
+        path = build_preset(name, state_dir, force=args.force)
+        print(f"{name}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aimserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve one model over HTTP")
+    serve.add_argument("--model", required=True, help="a preset name or a model directory")
+    serve.add_argument("--tiers", default="tiers.yaml", help="the tiers file (reloaded live)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--task", default=None, help="override the task inferred from the model's config")
+    serve.add_argument("--demo-tenants", action="store_true", help="create (once) and print demo keys")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
+
+    presets = sub.add_parser("presets", help="offline model presets")
+    psub = presets.add_subparsers(dest="action", required=True)
+    build = psub.add_parser("build", help="build a preset (cached, idempotent)")
+    build.add_argument("name", help="preset name, or 'all'")
+    build.add_argument("--force", action="store_true", help="rebuild even when cached")
+    build.set_defaults(run=_presets)
+
+    try:
+        from service.evaluation.cli import register
+    except ImportError:  # the evaluation commands are optional at import time
+        pass
+    else:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except AimError as exc:
+        print(f"aimserve: {exc.message}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""One batched forward pass for classification and segmentation rows, modulated row by row.
+
+The engine trusts its inputs: rows arrive validated (items prepared by the model, `RowSpec` built from a
+tenant's resolved tier). It returns, per row, the modulated prediction and the unmodulated top-1 computed
+from the same logits (no extra forward pass) so fidelity can be counted on live traffic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from service.modulation import ModulationBatch, RowSpec, modulate
+
+
+class ItemLike(Protocol):
+    """A prepared input: ``size`` is (height, width) for images, None for text."""
+
+    @property
+    def digest(self) -> bytes: ...
+
+    @property
+    def size(self) -> tuple[int, int] | None: ...
+
+
+class LogitsModel(Protocol):
+    """What the engine needs of a loaded classification or segmentation model."""
+
+    labels: list[str]
+    device: torch.device
+
+    def forward(self, items: Sequence[Any]) -> torch.Tensor: ...
+
+    def upsample(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One input of one request, with its modulation; ``tag`` (the tier) labels its queue-wait metric."""
+
+    item: Any
+    spec: RowSpec
+    top_k: int = 1
+    tag: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClassResult:
+    """Top-k (class index, probability) of the modulated output, best first, and the clean top-1."""
+
+    top: list[tuple[int, float]]
+    clean_top1: int
+
+    @property
+    def top1(self) -> int:
+        return self.top[0][0]
+
+
+@dataclass(frozen=True, slots=True)
+class SegResult:
+    """Per-pixel class ids (H, W) uint8 of the modulated output and the pixels agreeing with the clean model."""
+
+    mask: torch.Tensor
+    agreeing_pixels: int
+
+    @property
+    def pixels(self) -> int:
+        return int(self.mask.numel())
+
+
+def classify_batch(model: LogitsModel, rows: list[Row]) -> list[ClassResult]:
+    """Forward all rows at once; (B, C) logits modulated per row; softmax top-k per row."""
+    logits = model.forward([r.item for r in rows])
+    batch = ModulationBatch.build([r.spec for r in rows], logits.shape[1], logits.device)
+    modulated = modulate(logits, batch)
+    k = min(max(r.top_k for r in rows), logits.shape[1])
+    probs, idx = modulated.softmax(dim=-1).topk(k, dim=-1)
+    clean = logits.argmax(dim=-1).tolist()
+    probs_l, idx_l = probs.tolist(), idx.tolist()
+    return [
+        ClassResult(list(zip(idx_l[i][: r.top_k], probs_l[i][: r.top_k], strict=True)), clean[i])
+        for i, r in enumerate(rows)
+    ]
+
+
+def segment_batch(model: LogitsModel, rows: list[Row]) -> list[SegResult]:
+    """Forward all rows at once; logits upsampled to each input's size, then modulated per pixel.
+
+    Rows are grouped by output size so each group is one (G, C, H, W) tensor and one modulation call.
+    """
+    logits = model.forward([r.item for r in rows])
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, r in enumerate(rows):
+        groups.setdefault(r.item.size, []).append(i)
+    results: list[SegResult | None] = [None] * len(rows)
+    for size, members in groups.items():
+        index = torch.tensor(members, device=logits.device)
+        full = model.upsample(logits.index_select(0, index), size)
+        batch = ModulationBatch.build([rows[i].spec for i in members], full.shape[1], full.device)
+        masks = modulate(full, batch).argmax(dim=1)
+        agree = (masks == full.argmax(dim=1)).flatten(1).sum(dim=1).tolist()
+        masks_cpu = masks.to(torch.uint8).cpu()
+        for j, i in enumerate(members):
+            results[i] = SegResult(masks_cpu[j], int(agree[j]))
+    return [r for r in results if r is not None]
