@@ -26,7 +26,7 @@ from service.serving.batcher import BatchStats, DynamicBatcher
 from service.serving.generation import GenerationEngine, focus_token_ids
 from service.serving.predict import Row, classify_batch, segment_batch
 from service.settings import Settings
-from service.store import RateLimiter, TenantStore, start_embedded_redis
+from service.store import EmbeddedRedis, RateLimiter, TenantStore, make_redis
 from service.tiers import TierRegistry
 
 log = logging.getLogger("aimserve")
@@ -97,9 +97,11 @@ async def start_components(
         metrics = Metrics(registry if registry is not None else CollectorRegistry())
         url = settings.redis_url
         if url is None:
-            embedded = await asyncio.to_thread(start_embedded_redis, settings.state_dir / "redis")
+            embedded = EmbeddedRedis(settings.state_dir / "redis")
+            url = await asyncio.to_thread(embedded.start)
             stack.callback(embedded.stop)
-            url = embedded.url
+        redis = make_redis(url)
+        stack.push_async_callback(redis.aclose)
         path = resolve_model_path(model_ref, settings.state_dir)
         model = await asyncio.to_thread(load_model, path, task=task)
         metrics.set_model_info(

@@ -45,16 +45,8 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def keyed_normal(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Standard normal noise keyed by row and element index.
-
-    Args:
-        keys: (R, 2) int32, the two key words of each row.
-        index: int32 element counters, either (N,) shared by every row or (R, N) per row.
-
-    Returns:
-        (R, N) float32 on ``keys.device``: entry [r, n] depends only on (keys[r], index[..., n]).
-    """
+def _keyed_bits24(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(R, N) int32 in [0, 2^24): the top 24 hash bits of each (row key, element index) counter."""
     k1 = keys[:, 0:1]
     k2 = keys[:, 1:2]
     x = index.mul(_GOLDEN)
@@ -67,8 +59,25 @@ def keyed_normal(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     x.mul_(_M2)
     _xorshift_(x, 16, scratch)
     torch.bitwise_right_shift(x, 8, out=scratch)
-    scratch.bitwise_and_(0xFFFFFF)
-    u = scratch.to(torch.float32)
+    return scratch.bitwise_and_(0xFFFFFF)
+
+
+def keyed_uniform(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Uniform noise on the open interval (0, 1), keyed like `keyed_normal`; (R, N) float32."""
+    return _keyed_bits24(keys, index).to(torch.float32).add_(0.5).mul_(_U24)
+
+
+def keyed_normal(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise keyed by row and element index.
+
+    Args:
+        keys: (R, 2) int32, the two key words of each row.
+        index: int32 element counters, either (N,) shared by every row or (R, N) per row.
+
+    Returns:
+        (R, N) float32 on ``keys.device``: entry [r, n] depends only on (keys[r], index[..., n]).
+    """
+    u = _keyed_bits24(keys, index).to(torch.float32)
     # (m + 0.5) / 2^24 in (0, 1), then z = sqrt(2) * erfinv(2u - 1).
     return u.mul_(2.0 * _U24).add_(_U24 - 1.0).erfinv_().mul_(math.sqrt(2.0))
 

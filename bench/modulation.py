@@ -1,0 +1,129 @@
+"""Cost of keyed per-row modulation, as ratios measured in one run.
+
+1. modulate() of a (B, V) batch where every row has its own σ and key vs one plain ``torch.randn`` of
+   the same shape, B in {1, 32, 256}, V in {10, 1000, 49152} (target: at most 3x);
+2. modulate() vs the forward pass of a real model producing those logits: SmolLM2-135M (the
+   ``smollm2-135m`` preset), one decoding step with a KV cache and one prefill of 64 tokens
+   (target: under 2%).
+
+Run: ``python -m bench.modulation [--device cuda]``; writes bench/results/modulation[-<device>].json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+
+from bench.common import median_seconds, write
+from service.modulation import ModulationBatch, RowSpec, modulate
+
+SHAPES = [(b, v) for b in (1, 32, 256) for v in (10, 1000, 49152)]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def keyed_vs_randn(device: torch.device) -> list[dict[str, float]]:
+    rows = []
+    for b, v in SHAPES:
+        batch = ModulationBatch.build([RowSpec(0.5 + i % 4, (i, 7 * i)) for i in range(b)], v, device)
+        logits = torch.randn(b, v, device=device)
+
+        def plain() -> None:
+            torch.randn(b, v, device=device)
+            _sync(device)
+
+        def keyed() -> None:
+            modulate(logits, batch)
+            _sync(device)
+
+        t_plain, t_keyed = median_seconds(plain), median_seconds(keyed)
+        rows.append(
+            {
+                "B": b,
+                "V": v,
+                "randn_ms": t_plain * 1e3,
+                "modulate_ms": t_keyed * 1e3,
+                "ratio": t_keyed / t_plain,
+            }
+        )
+        print(
+            f"B={b:4d} V={v:6d}  randn {t_plain * 1e3:9.4f} ms  modulate {t_keyed * 1e3:9.4f} ms  "
+            f"ratio {t_keyed / t_plain:6.2f}"
+        )
+    return rows
+
+
+def vs_forward(device: torch.device) -> list[dict[str, float | str]]:
+    from transformers import AutoModelForCausalLM
+
+    from service.presets import build_preset
+
+    path = build_preset("smollm2-135m", Path(os.environ.get("AIM_STATE_DIR", ".aimserve")))
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True).to(device).eval()
+    out = []
+    for b in (1, 8, 32):
+        ids = torch.randint(100, 20000, (b, 64), device=device)
+        batch = ModulationBatch.build(
+            [RowSpec(1.0, (i, i + 1)) for i in range(b)], model.config.vocab_size, device
+        )
+        with torch.inference_mode():
+            prefill = model(ids, use_cache=True)
+            cache, logits = prefill.past_key_values, prefill.logits[:, -1, :]
+            step_ids = logits.argmax(-1, keepdim=True)
+
+            def forward_prefill() -> None:
+                model(ids)
+                _sync(device)
+
+            def forward_step() -> None:
+                model(step_ids, past_key_values=cache, use_cache=True)
+                cache.crop(64)
+                _sync(device)
+
+            def mod() -> None:
+                modulate(logits, batch, position=64)
+                _sync(device)
+
+            t_pre = median_seconds(forward_prefill, repeats=3)
+            t_step = median_seconds(forward_step, repeats=5)
+            t_mod = median_seconds(mod)
+        out.append(
+            {
+                "B": b,
+                "model": "SmolLM2-135M",
+                "prefill_ms": t_pre * 1e3,
+                "decode_step_ms": t_step * 1e3,
+                "modulate_ms": t_mod * 1e3,
+                "share_of_decode_step": t_mod / t_step,
+                "share_of_prefill": t_mod / t_pre,
+            }
+        )
+        print(
+            f"B={b:3d} decode step {t_step * 1e3:8.2f} ms  prefill {t_pre * 1e3:8.2f} ms  "
+            f"modulate {t_mod * 1e3:7.3f} ms = {100 * t_mod / t_step:5.2f}% of a step, "
+            f"{100 * t_mod / t_pre:5.2f}% of a prefill"
+        )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-model", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    payload: dict[str, object] = {"keyed_vs_randn": keyed_vs_randn(device)}
+    if not args.skip_model:
+        payload["vs_forward"] = vs_forward(device)
+    suffix = "" if device.type == "cpu" else f"-{device.type}"
+    print("wrote", write(f"modulation{suffix}", payload))
+
+
+if __name__ == "__main__":
+    main()

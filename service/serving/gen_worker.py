@@ -1,0 +1,247 @@
+"""The decoding loop: one worker thread owns the model, the running batch and all of its tensors.
+
+Each iteration admits waiting rows (when the batch is idle it first waits up to ``max_wait`` for
+company; when rows are running it admits whatever waits, without delay: continuous batching), prefills
+them, then runs one step for every row: modulate at the row's own step index -> choose -> emit -> prune
+finished or cancelled rows -> one decoding forward. Events reach consumers through ``Row.sink``, which
+the engine makes thread-safe (``loop.call_soon_threadsafe``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from service.errors import AimError, Unavailable
+from service.modulation import ModulationBatch, RowSpec, modulate
+from service.serving import gen_batch
+from service.serving.gen_sampling import SamplingBatch, choose_tokens
+from service.serving.gen_text import StreamText
+from service.serving.gen_types import (
+    Fidelity,
+    FinishReason,
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    StepStats,
+    TokenDelta,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[[GenerationEvent | BaseException], None]
+
+
+@dataclass(eq=False, slots=True)
+class Row:
+    """One request from submit to its final event. ``cancelled`` is set by the consumer's side."""
+
+    request: GenerationRequest
+    spec: RowSpec
+    sink: Sink
+    text: StreamText
+    submitted_at: float = field(default_factory=time.monotonic)
+    admitted_at: float = 0.0
+    cancelled: bool = False
+    tokens: list[int] = field(default_factory=list)
+    steps: int = 0
+    agree: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """max_wait_s: how long an idle worker waits for a batch to fill after the first request arrives."""
+
+    device: torch.device
+    max_batch_size: int
+    max_wait_s: float
+    eos_ids: frozenset[int]
+    pad_id: int
+    vocab_size: int
+    mergeable: bool
+
+
+class Worker:
+    """Owns the decoding loop; ``run`` is the thread's target, ``stop`` ends it after the current step."""
+
+    def __init__(
+        self, model: PreTrainedModel, cfg: WorkerConfig, hook: Callable[[StepStats], None] | None
+    ) -> None:
+        self._model = model
+        self._cfg = cfg
+        self._hook = hook
+        self.cond = threading.Condition()
+        self.waiting: deque[Row] = deque()
+        self._stopping = False
+        self._rows: list[Row] = []
+        self._kv: gen_batch.KVBatch | None = None
+        self._logits: torch.Tensor | None = None
+        self._mod: ModulationBatch | None = None
+        self._sampling = SamplingBatch(None, None, None)
+
+    def stop(self) -> None:
+        with self.cond:
+            self._stopping = True
+            self.cond.notify_all()
+
+    def run(self) -> None:
+        with torch.inference_mode():
+            while (new := self._admit()) is not None:
+                try:
+                    self._step(new)
+                except Exception as exc:  # a failed forward must not kill the engine for later requests
+                    log.exception("generation step failed; failing the %d rows in the batch", len(self._rows))
+                    failed = self._rows + [r for r in new if r not in self._rows]
+                    self._fail(failed, AimError("generation failed on the model host"))
+                    self._reset()
+        self._fail(self._rows, Unavailable("the generation engine is shutting down"))
+        with self.cond:
+            pending, self.waiting = list(self.waiting), deque()
+        self._fail(pending, Unavailable("the generation engine is shutting down"))
+
+    def _admit(self) -> list[Row] | None:
+        """Rows to prefill now; blocks while idle; None once stopping."""
+        with self.cond:
+            if not self._rows:
+                while not self._live_waiting() and not self._stopping:
+                    self.cond.wait()
+                if not self._stopping:
+                    deadline = self.waiting[0].submitted_at + self._cfg.max_wait_s
+                    while len(self.waiting) < self._cfg.max_batch_size and not self._stopping:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        self.cond.wait(left)
+            if self._stopping:
+                return None
+            if self._rows and not self._cfg.mergeable:
+                return []
+            room = self._cfg.max_batch_size - len(self._rows)
+            new: list[Row] = []
+            while self.waiting and len(new) < room:
+                row = self.waiting.popleft()
+                if not row.cancelled:
+                    new.append(row)
+            return new
+
+    def _live_waiting(self) -> bool:
+        while self.waiting and self.waiting[0].cancelled:
+            self.waiting.popleft()
+        return bool(self.waiting)
+
+    def _step(self, new: list[Row]) -> None:
+        start = time.monotonic()
+        if new:
+            self._admit_rows(new, start)
+        if not self._rows or self._logits is None or self._mod is None:
+            return
+        logits, mod = self._logits, self._mod
+        positions = torch.tensor([r.steps for r in self._rows], dtype=torch.int32, device=logits.device)
+        modulated = modulate(logits, mod, position=positions)
+        greedy = modulated.argmax(dim=-1)
+        plain = greedy if mod.is_identity else logits.argmax(dim=-1)
+        chosen = choose_tokens(modulated, greedy, self._sampling, mod.keys, positions)
+        # One device-to-host transfer for the whole step.
+        host = torch.stack((chosen, greedy, plain)).tolist()
+        keep = [i for i, row in enumerate(self._rows) if self._emit(row, host[0][i], host[1][i] == host[2][i])]
+        batch_size = len(self._rows)
+        self._prune(keep)
+        if self._rows and self._kv is not None:
+            fed = chosen if len(keep) == batch_size else chosen[torch.tensor(keep, device=chosen.device)]
+            self._logits = gen_batch.decode(self._model, self._kv, fed)
+        self._report(StepStats(batch_size, len(new), len(self.waiting), time.monotonic() - start))
+
+    def _admit_rows(self, new: list[Row], now: float) -> None:
+        for row in new:
+            row.admitted_at = now
+        logits, kv = gen_batch.prefill(
+            self._model, [r.request.prompt_ids for r in new], self._cfg.pad_id, self._cfg.device
+        )
+        if self._kv is None or self._logits is None:
+            self._kv, self._logits = kv, logits
+        else:
+            gen_batch.merge(self._kv, kv)
+            self._logits = torch.cat((self._logits, logits))
+        self._rows.extend(new)
+        self._rebuild()
+
+    def _emit(self, row: Row, token: int, agrees: bool) -> bool:
+        """Record one step of ``row``; returns True while the row continues."""
+        if row.cancelled:
+            return False
+        row.steps += 1
+        row.agree += agrees
+        if token in self._cfg.eos_ids:
+            return self._finish(row, "stop")
+        row.tokens.append(token)
+        delta = row.text.push(token)
+        if row.text.stopped:
+            return self._finish(row, "stop", delta)
+        if row.steps >= row.request.max_new_tokens:
+            return self._finish(row, "length", delta)
+        if delta:
+            row.sink(TokenDelta(delta))
+        return True
+
+    def _finish(self, row: Row, reason: FinishReason, delta: str = "") -> bool:
+        tail = delta + row.text.finish()
+        if tail:
+            row.sink(TokenDelta(tail))
+        row.sink(
+            GenerationDone(
+                text=row.text.text,
+                finish_reason=reason,
+                usage=Usage(len(row.request.prompt_ids), row.steps),
+                fidelity=Fidelity(row.agree, row.steps),
+                token_ids=tuple(row.tokens),
+                queue_wait_s=row.admitted_at - row.submitted_at,
+            )
+        )
+        return False
+
+    def _prune(self, keep: list[int]) -> None:
+        if len(keep) == len(self._rows):
+            return
+        if not keep:
+            self._reset()
+            return
+        assert self._kv is not None
+        gen_batch.select(self._kv, keep, trim=self._cfg.mergeable)
+        self._rows = [self._rows[i] for i in keep]
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Batch tensors for the current row composition (only when rows join or leave)."""
+        self._mod = ModulationBatch.build([r.spec for r in self._rows], self._cfg.vocab_size, self._cfg.device)
+        self._sampling = SamplingBatch.build(
+            [r.request.temperature for r in self._rows],
+            [r.request.top_p for r in self._rows],
+            self._cfg.device,
+        )
+
+    def _reset(self) -> None:
+        self._rows, self._kv, self._logits, self._mod = [], None, None, None
+
+    def _fail(self, rows: list[Row], exc: AimError) -> None:
+        for row in rows:
+            if not row.cancelled:
+                row.sink(exc)
+
+    def _report(self, stats: StepStats) -> None:
+        if self._hook is None:
+            return
+        try:
+            self._hook(stats)
+        except Exception:  # metrics must never stop generation
+            log.exception("generation metrics hook failed")

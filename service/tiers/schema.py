@@ -1,0 +1,177 @@
+"""The tiers.yaml schema (pydantic, strict, unknown keys rejected) and its resolution to effective σ.
+
+A file is accepted or rejected whole: :func:`parse_tiers` raises :class:`ConfigError` with every problem
+found, each prefixed by its location (``tiers.free.sigma: ...``), and returns nothing partial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from service.errors import BadInput, ConfigError, Forbidden
+from service.store.models import TierName
+
+SigmaSolver = Callable[[float], float]
+"""Maps a target top-1 fidelity in (0, 1] to the σ achieving it on the served model's calibration set."""
+
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class RateLimitSpec(BaseModel):
+    model_config = _STRICT
+
+    requests_per_minute: int = Field(gt=0)
+
+
+class FocusPolicy(BaseModel):
+    """Whether tenants of the tier may set a focus, and the largest strength σ_f they may ask for.
+
+    ``max_strength`` must be given when ``allowed``; it is 0.0 when focus is not allowed.
+    """
+
+    model_config = _STRICT
+
+    allowed: bool = False
+    max_strength: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _max_when_allowed(self) -> Self:
+        if self.allowed and "max_strength" not in self.model_fields_set:
+            raise ValueError("max_strength is required when focus is allowed")
+        return self
+
+
+class TierSpec(BaseModel):
+    """One tier as written: exactly one of ``sigma`` (≥ 0) or ``target_fidelity`` (in (0, 1])."""
+
+    model_config = _STRICT
+
+    sigma: float | None = Field(default=None, ge=0.0)
+    target_fidelity: float | None = Field(default=None, gt=0.0, le=1.0)
+    rate_limit: RateLimitSpec | None = None
+    focus: FocusPolicy = FocusPolicy()
+
+    @model_validator(mode="after")
+    def _one_noise_setting(self) -> Self:
+        if (self.sigma is None) == (self.target_fidelity is None):
+            raise ValueError("give exactly one of sigma or target_fidelity")
+        return self
+
+
+class TiersConfig(BaseModel):
+    """The whole file. ``default_tier`` must name one of ``tiers``."""
+
+    model_config = _STRICT
+
+    default_tier: TierName
+    tiers: dict[TierName, TierSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> Self:
+        if self.default_tier not in self.tiers:
+            raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
+        return self
+
+
+class Tier(BaseModel):
+    """A tier in force, with its effective ``sigma`` (solved when the file gave ``target_fidelity``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    sigma: float
+    target_fidelity: float | None
+    rate_limit: RateLimitSpec | None
+    focus: FocusPolicy
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"sigma", "target_fidelity", "rate_limit": {"requests_per_minute"} | None, "focus"}``."""
+        return self.model_dump(mode="json", exclude={"name"})
+
+    def check_focus(self, strength: float) -> None:
+        """Raise Forbidden (``focus_not_allowed``) or BadInput unless the policy permits ``strength``."""
+        if not self.focus.allowed:
+            raise Forbidden(f"the {self.name!r} tier does not allow focus", code="focus_not_allowed")
+        if strength > self.focus.max_strength:
+            raise BadInput(
+                f"focus strength {strength:g} exceeds the {self.name!r} tier's maximum "
+                f"{self.focus.max_strength:g}",
+                code="focus_strength_too_high",
+            )
+
+
+class ResolvedTiers(BaseModel):
+    """The tiers in force. :meth:`tier_for` never fails: unknown names fall back to the default."""
+
+    model_config = ConfigDict(frozen=True)
+
+    default_tier: str
+    tiers: dict[str, Tier]
+
+    def tier_for(self, name: str) -> Tier:
+        return self.tiers.get(name) or self.tiers[self.default_tier]
+
+    def sigmas(self) -> dict[str, float]:
+        """Tier name -> effective σ (for metrics)."""
+        return {name: tier.sigma for name, tier in self.tiers.items()}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a repeated mapping key is an error instead of last-wins."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_tiers(text: str, sigma_for_fidelity: SigmaSolver, *, source: str = "tiers.yaml") -> ResolvedTiers:
+    """Validate ``text`` and resolve every tier's σ. Raises ConfigError naming each problem."""
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    try:
+        config = TiersConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+    tiers = {name: _resolve(name, spec, sigma_for_fidelity, source) for name, spec in config.tiers.items()}
+    return ResolvedTiers(default_tier=config.default_tier, tiers=tiers)
+
+
+def _resolve(name: str, spec: TierSpec, solver: SigmaSolver, source: str) -> Tier:
+    sigma = spec.sigma
+    if spec.target_fidelity is not None:
+        try:
+            sigma = float(solver(spec.target_fidelity))
+        except Exception as exc:  # the solver is a boundary; any failure rejects the file
+            raise ConfigError(
+                f"{source}: tiers.{name}: cannot solve sigma for target_fidelity "
+                f"{spec.target_fidelity:g}: {exc}"
+            ) from None
+        if not math.isfinite(sigma) or sigma < 0:
+            raise ConfigError(
+                f"{source}: tiers.{name}: target_fidelity {spec.target_fidelity:g} gave sigma {sigma!r}"
+            )
+    assert sigma is not None  # guaranteed by TierSpec._one_noise_setting
+    return Tier(
+        name=name,
+        sigma=sigma,
+        target_fidelity=spec.target_fidelity,
+        rate_limit=spec.rate_limit,
+        focus=spec.focus,
+    )
