@@ -67,7 +67,7 @@ BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 #: The ``status`` values of ``aim_tier_reloads_total``.
 TIER_RELOAD_STATUSES: tuple[str, str] = ("ok", "failed")
 #: ``tier`` label of requests that never resolved to a tenant (missing or unknown key).
-NO_TIER = "none"
+NO_TIER = "-"
 #: ``route`` label of requests that matched no route (404 on an unknown path).
 UNMATCHED_ROUTE = "unmatched"
 #: Content-Type of `render`'s output.

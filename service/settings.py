@@ -107,7 +107,7 @@ def load_or_create_secret(state_dir: Path) -> bytes:
     """
     path = state_dir / SECRET_FILE
     try:
-        state_dir.mkdir(parents=True, exist_ok=True)
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         return _read_secret(path)

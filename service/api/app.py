@@ -14,6 +14,7 @@ from service.api import errors
 from service.api.components import Components
 from service.api.middleware import BodyLimit, RequestMetrics
 from service.api.routes import admin, inference, openai_compat, ops, tenant
+from service.metrics import Metrics
 
 log = logging.getLogger("aimserve")
 
@@ -49,6 +50,6 @@ def create_app(factory: ComponentsFactory, *, max_body_bytes: int = 8 * 1024 * 1
     return app
 
 
-def _metrics(app: FastAPI) -> object | None:
+def _metrics(app: FastAPI) -> Metrics | None:
     components = getattr(app.state, "components", None)
     return None if components is None else components.metrics

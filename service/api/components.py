@@ -47,6 +47,12 @@ class Components:
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
 
     @property
+    def predictor(self) -> DynamicBatcher[Row, Any]:
+        """The batcher of a classification or segmentation model (routes check the task first)."""
+        assert self.batcher is not None
+        return self.batcher
+
+    @property
     def queue_depth(self) -> int:
         if self.batcher is not None:
             return self.batcher.depth

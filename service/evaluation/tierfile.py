@@ -28,21 +28,30 @@ def _yaml() -> YAML:
     return yaml
 
 
-def write_tier_sigma(path: Path, tier: str, sigma: float, note: str) -> None:
-    """Set ``tiers.<tier>.sigma = sigma`` (rounded to 4 decimals) in the YAML file at ``path``.
-
-    ``note`` becomes the key's end-of-line comment (without the ``#``). Raises BadInput when the file is
-    missing or not YAML, has no ``tiers`` mapping, or has no tier named ``tier`` (the message lists them).
-    """
+def _load(path: Path) -> tuple[YAML, Any]:
     yaml = _yaml()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"--tiers {str(path)!r} cannot be read: {exc.strerror or exc}") from None
     try:
-        doc = yaml.load(text)
+        return yaml, yaml.load(text)
     except YAMLError as exc:
         raise BadInput(f"--tiers {str(path)!r} is not valid YAML: {exc}") from None
+
+
+def check_tier(path: Path, tier: str) -> None:
+    """Raise BadInput unless ``path`` is a readable YAML file with a mapping ``tiers.<tier>``."""
+    _tier_entry(_load(path)[1], tier, path)
+
+
+def write_tier_sigma(path: Path, tier: str, sigma: float, note: str) -> None:
+    """Set ``tiers.<tier>.sigma = sigma`` (rounded to 4 decimals) in the YAML file at ``path``.
+
+    ``note`` becomes the key's end-of-line comment (without the ``#``). Raises BadInput when the file is
+    missing or not YAML, has no ``tiers`` mapping, or has no tier named ``tier`` (the message lists them).
+    """
+    yaml, doc = _load(path)
     entry = _tier_entry(doc, tier, path)
     _replace_sigma(entry, round(float(sigma), 4), note)
     _atomic_dump(yaml, doc, path)
@@ -50,9 +59,8 @@ def write_tier_sigma(path: Path, tier: str, sigma: float, note: str) -> None:
 
 def _tier_entry(doc: Any, tier: str, path: Path) -> Any:
     tiers = doc.get("tiers") if hasattr(doc, "get") else None
-    if not hasattr(tiers, "keys"):
+    if tiers is None or not hasattr(tiers, "keys"):
         raise BadInput(f"--tiers {str(path)!r} has no 'tiers' mapping")
-    assert tiers is not None
     if tier not in tiers or not hasattr(tiers[tier], "insert"):
         known = ", ".join(str(k) for k in tiers)
         raise BadInput(f"--tier {tier!r} is not a tier of {str(path)!r}; its tiers are: {known}")

@@ -92,7 +92,8 @@ def decode(model: PreTrainedModel, kv: KVBatch, tokens: torch.Tensor) -> torch.T
     )
     kv.lengths = [n + 1 for n in kv.lengths]
     kv.width += 1
-    return out.logits[:, -1, :]
+    logits: torch.Tensor = out.logits[:, -1, :]
+    return logits
 
 
 def select(kv: KVBatch, keep: Sequence[int], *, trim: bool) -> None:
@@ -112,9 +113,10 @@ def select(kv: KVBatch, keep: Sequence[int], *, trim: bool) -> None:
 def merge(into: KVBatch, new: KVBatch) -> None:
     """Append ``new``'s rows after ``into``'s, left-padding the narrower cache (mergeable caches only)."""
     width = max(into.width, new.width)
+    pad_a, pad_b = width - into.width, width - new.width
     for a, b in zip(into.cache.layers, new.cache.layers, strict=True):
-        a.keys = torch.cat([_left_pad(a.keys, width - into.width), _left_pad(b.keys, width - new.width)])
-        a.values = torch.cat([_left_pad(a.values, width - into.width), _left_pad(b.values, width - new.width)])
+        a.keys = torch.cat([_left_pad(a.keys, pad_a), _left_pad(b.keys, pad_b)])
+        a.values = torch.cat([_left_pad(a.values, pad_a), _left_pad(b.values, pad_b)])
     into.lengths = into.lengths + new.lengths
     into.width = width
 

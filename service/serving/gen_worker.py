@@ -100,7 +100,7 @@ class Worker:
             while (new := self._admit()) is not None:
                 try:
                     self._step(new)
-                except Exception as exc:  # a failed forward must not kill the engine for later requests
+                except Exception:  # a failed forward must not kill the engine for later requests
                     log.exception("generation step failed; failing the %d rows in the batch", len(self._rows))
                     failed = self._rows + [r for r in new if r not in self._rows]
                     self._fail(failed, AimError("generation failed on the model host"))
@@ -154,8 +154,9 @@ class Worker:
         chosen = choose_tokens(modulated, greedy, self._sampling, mod.keys, positions)
         # One device-to-host transfer for the whole step.
         host = torch.stack((chosen, greedy, plain)).tolist()
-        keep = [i for i, row in enumerate(self._rows) if self._emit(row, host[0][i], host[1][i] == host[2][i])]
-        batch_size = len(self._rows)
+        rows = self._rows
+        keep = [i for i, row in enumerate(rows) if self._emit(row, host[0][i], host[1][i] == host[2][i])]
+        batch_size = len(rows)
         self._prune(keep)
         if self._rows and self._kv is not None:
             fed = chosen if len(keep) == batch_size else chosen[torch.tensor(keep, device=chosen.device)]
@@ -223,7 +224,8 @@ class Worker:
 
     def _rebuild(self) -> None:
         """Batch tensors for the current row composition (only when rows join or leave)."""
-        self._mod = ModulationBatch.build([r.spec for r in self._rows], self._cfg.vocab_size, self._cfg.device)
+        specs = [r.spec for r in self._rows]
+        self._mod = ModulationBatch.build(specs, self._cfg.vocab_size, self._cfg.device)
         self._sampling = SamplingBatch.build(
             [r.request.temperature for r in self._rows],
             [r.request.top_p for r in self._rows],

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from service.store.connection import REDIS_ERRORS, RedisHealth, make_redis
 from service.store.embedded import EmbeddedRedis
-from service.store.models import FocusPref, IssuedKey, KeyInfo, Tenant
+from service.store.models import UNSET, FocusPref, IssuedKey, KeyInfo, Tenant
 from service.store.ratelimit import LocalRateLimiter, RateDecision, RateLimiter
-from service.store.tenants import UNSET, TenantStore
+from service.store.tenants import TenantStore
 
 __all__ = [
     "REDIS_ERRORS",

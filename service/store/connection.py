@@ -89,8 +89,9 @@ class RedisHealth:
 
     def failed(self, exc: BaseException, now: float | None = None) -> None:
         """Record a failed call; the first failure of an outage is logged."""
-        now = time.monotonic() if now is None else now
-        self._last_probe = now
         if self.down_since is None:
-            self.down_since = now
+            now = time.monotonic() if now is None else now
+            # The failed call was this outage's first probe; later failures (e.g. the listener's
+            # retries) do not push the next probe back.
+            self.down_since = self._last_probe = now
             log.warning("%s: Redis unreachable (%s: %s)", self._name, type(exc).__name__, exc)

@@ -28,6 +28,8 @@ from types import TracebackType
 from typing import IO
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from service.errors import ConfigError
 
@@ -156,7 +158,13 @@ class EmbeddedRedis:
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        client = redis.Redis(host="127.0.0.1", port=self.port or 0, password=self._password)
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port or 0,
+            password=self._password,
+            socket_connect_timeout=1.0,
+            retry=Retry(NoBackoff(), 0),  # this loop is the retry
+        )
         try:
             while True:
                 if self._proc is None or self._proc.poll() is not None:

@@ -9,9 +9,20 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+from service.errors import BadInput
 
 TENANT_ID_RE = re.compile(r"^ten_[0-9a-f]{16}$")
 KEY_ID_RE = re.compile(r"^key_[0-9a-f]{12}$")
@@ -82,3 +93,32 @@ class KeyInfo(BaseModel):
     key_id: str
     tenant_id: str
     created_at: datetime
+
+
+class _Unset(Enum):
+    UNSET = 0
+
+
+Unset = Literal[_Unset.UNSET]
+UNSET: Unset = _Unset.UNSET
+"""Marks an update argument as "leave unchanged" where ``None`` has a meaning (clearing the focus)."""
+
+_NAME: TypeAdapter[str] = TypeAdapter(TenantName)
+_TIER: TypeAdapter[str] = TypeAdapter(TierName)
+
+
+def check_name(name: str) -> str:
+    """A tenant name from caller input, stripped; BadInput if empty or longer than 128 characters."""
+    return _check(_NAME, name, "name")
+
+
+def check_tier(tier: str) -> str:
+    """A tier name from caller input; BadInput unless it matches :data:`TIER_NAME_PATTERN`."""
+    return _check(_TIER, tier, "tier")
+
+
+def _check(adapter: TypeAdapter[str], value: str, field: str) -> str:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        raise BadInput(f"invalid tenant {field}: {exc.errors()[0]['msg']}") from None

@@ -24,47 +24,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
-from datetime import UTC, datetime
-from enum import Enum
-from typing import Literal, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
 from redis.asyncio import Redis
 
-from service.errors import BadInput, NotFound, Unauthorized
+from service.errors import Unauthorized
 from service.store import scripts
 from service.store.cache import KeyCache
-from service.store.connection import REDIS_ERRORS, RedisHealth, unavailable
+from service.store.connection import REDIS_ERRORS, make_redis, unavailable
 from service.store.invalidation import InvalidationListener
-from service.store.keys import KeyHasher, looks_like_key, new_api_key, new_key_id, new_tenant_id
-from service.store.models import (
-    KEY_ID_RE,
-    TENANT_ID_RE,
-    FocusPref,
-    IssuedKey,
-    KeyInfo,
-    Tenant,
-    TenantName,
-    TierName,
-)
-
-T = TypeVar("T")
+from service.store.keys import looks_like_key
+from service.store.models import Tenant
+from service.store.records import TenantRecords
 
 
-class _Unset(Enum):
-    UNSET = 0
+class TenantStore(TenantRecords):
+    """Tenants, keys and focus preferences (see :class:`TenantRecords`), plus the cached hot path.
 
-
-UNSET: Literal[_Unset.UNSET] = _Unset.UNSET
-"""Marks an :meth:`TenantStore.update_tenant` argument as "leave unchanged" (``None`` clears focus)."""
-
-
-class TenantStore:
-    """Tenants, keys and focus preferences over ``redis`` (a ``decode_responses=True`` client).
-
-    ``secret`` keys the key digests. Call :meth:`start` (or use ``async with``) to run the invalidation
-    listener; :meth:`aclose` stops it but leaves ``redis`` open (its owner closes it).
+    Call :meth:`start` (or use ``async with``) to run the invalidation listener; :meth:`aclose` stops
+    it and leaves ``redis`` open unless the store made it (:meth:`from_url`).
     """
 
     def __init__(
@@ -78,12 +55,10 @@ class TenantStore:
         probe_interval_s: float = 1.0,
         max_cached_keys: int = 100_000,
     ) -> None:
-        self._redis = redis
-        self._hasher = KeyHasher(secret)
-        self._layout = scripts.Layout(namespace)
+        super().__init__(redis, secret, namespace=namespace, probe_interval_s=probe_interval_s)
+        self._owns_redis = False
         self._cache = KeyCache(cache_ttl_s, max_cached_keys)
         self.grace_s = grace_s
-        self.health = RedisHealth(f"tenant store {namespace!r}", probe_interval_s)
         self._listener = InvalidationListener(
             redis,
             self._layout.channel,
@@ -91,17 +66,29 @@ class TenantStore:
             on_reconnect=self._cache.clear,
             health=self.health,
         )
-        self._scripts = {
-            name: redis.register_script(text)
-            for name, text in (
-                ("create", scripts.CREATE),
-                ("resolve", scripts.RESOLVE),
-                ("update", scripts.UPDATE),
-                ("delete", scripts.DELETE),
-                ("issue", scripts.ISSUE),
-                ("revoke", scripts.REVOKE),
-            )
-        }
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        secret: bytes,
+        *,
+        namespace: str = "aim",
+        cache_ttl_s: float = 5.0,
+        grace_s: float = 60.0,
+        probe_interval_s: float = 1.0,
+    ) -> TenantStore:
+        """A store over its own :func:`make_redis` client, which :meth:`aclose` closes too."""
+        store = cls(
+            make_redis(url),
+            secret,
+            namespace=namespace,
+            cache_ttl_s=cache_ttl_s,
+            grace_s=grace_s,
+            probe_interval_s=probe_interval_s,
+        )
+        store._owns_redis = True
+        return store
 
     def __repr__(self) -> str:
         return f"TenantStore(namespace={self._layout.ns!r}, cached_keys={len(self._cache)})"
@@ -121,7 +108,12 @@ class TenantStore:
         return True
 
     async def aclose(self) -> None:
+        """Stop the listener; close the client too if :meth:`from_url` made it."""
         await self._listener.stop()
+        if self._owns_redis:
+            await self._redis.aclose()
+
+    close = aclose
 
     async def __aenter__(self) -> TenantStore:
         await self.start()
@@ -139,8 +131,6 @@ class TenantStore:
             return False
         self._recovered()
         return True
-
-    # --- hot path -----------------------------------------------------------------------------------
 
     async def resolve_key(self, api_key: str) -> Tenant:
         """The tenant owning ``api_key``. Raises Unauthorized (unknown, revoked, malformed) or Unavailable."""
@@ -172,157 +162,9 @@ class TenantStore:
             return stale
         raise unavailable("API key verification", self.health.probe_interval_s)
 
-    # --- tenants ------------------------------------------------------------------------------------
-
-    async def create_tenant(self, name: str, tier: str) -> tuple[Tenant, IssuedKey]:
-        """Create a tenant with its first key. ``tier`` must be checked against the tiers by the caller."""
-        created = datetime.now(UTC)
-        tenant = Tenant(
-            id=new_tenant_id(),
-            name=_check(_NAME, name, "name"),
-            tier=_check(_TIER, tier, "tier"),
-            created_at=created,
-        )
-        issued = IssuedKey(key_id=new_key_id(), api_key=new_api_key())
-        digest = self._hasher.digest(issued.api_key)
-        lay = self._layout
-        await self._call(
-            "creating a tenant",
-            self._scripts["create"](
-                keys=[lay.tenant(tenant.id), lay.tenants, lay.tkeys(tenant.id), lay.key(digest)],
-                args=[tenant.id, tenant.name, tenant.tier, created.isoformat(), issued.key_id, digest],
-            ),
-        )
-        return tenant, issued
-
-    async def get_tenant(self, tenant_id: str) -> Tenant:
-        fields = await self._call("reading a tenant", self._redis.hgetall(self._tenant_key(tenant_id)))
-        if not fields:
-            raise NotFound(f"no tenant {tenant_id!r}")
-        return scripts.decode_tenant(scripts.as_str_dict(fields))
-
-    async def list_tenants(self) -> list[Tenant]:
-        """All tenants, oldest first."""
-        ids = await self._call("listing tenants", self._redis.smembers(self._layout.tenants))
-        pipe = self._redis.pipeline(transaction=False)
-        for tenant_id in sorted(ids):
-            pipe.hgetall(self._layout.tenant(str(tenant_id)))
-        rows = await self._call("listing tenants", pipe.execute())
-        tenants = [scripts.decode_tenant(scripts.as_str_dict(row)) for row in rows if row]
-        return sorted(tenants, key=lambda t: (t.created_at, t.id))
-
-    async def update_tenant(
-        self,
-        tenant_id: str,
-        *,
-        name: str | None = None,
-        tier: str | None = None,
-        focus: FocusPref | Literal[_Unset.UNSET] | None = UNSET,
-    ) -> Tenant:
-        """Change the given fields (``focus=None`` clears it) and return the tenant as now stored."""
-        key = self._tenant_key(tenant_id)
-        changes: list[str] = []
-        if name is not None:
-            changes += ["name", _check(_NAME, name, "name")]
-        if tier is not None:
-            changes += ["tier", _check(_TIER, tier, "tier")]
-        if focus is not UNSET:
-            changes += ["focus", scripts.encode_focus(focus)]
-        reply = await self._call(
-            "updating a tenant",
-            self._scripts["update"](keys=[key], args=[self._layout.channel, tenant_id, *changes]),
-        )
-        if not reply:
-            raise NotFound(f"no tenant {tenant_id!r}")
-        self._cache.drop_tenant(tenant_id)
-        return scripts.decode_tenant(scripts.pairs(reply))
-
-    async def delete_tenant(self, tenant_id: str) -> None:
-        """Delete the tenant and revoke all its keys."""
-        lay = self._layout
-        done = await self._call(
-            "deleting a tenant",
-            self._scripts["delete"](
-                keys=[self._tenant_key(tenant_id), lay.tkeys(tenant_id), lay.tenants],
-                args=[lay.channel, tenant_id, lay.key_prefix],
-            ),
-        )
-        if not done:
-            raise NotFound(f"no tenant {tenant_id!r}")
-        self._cache.drop_tenant(tenant_id)
-
-    # --- keys ---------------------------------------------------------------------------------------
-
-    async def issue_key(self, tenant_id: str) -> IssuedKey:
-        """A new key for the tenant (rotation); its older keys stay valid until revoked."""
-        issued = IssuedKey(key_id=new_key_id(), api_key=new_api_key())
-        digest = self._hasher.digest(issued.api_key)
-        lay = self._layout
-        done = await self._call(
-            "issuing a key",
-            self._scripts["issue"](
-                keys=[self._tenant_key(tenant_id), lay.tkeys(tenant_id), lay.key(digest)],
-                args=[tenant_id, issued.key_id, digest, datetime.now(UTC).isoformat()],
-            ),
-        )
-        if not done:
-            raise NotFound(f"no tenant {tenant_id!r}")
-        return issued
-
-    async def revoke_key(self, tenant_id: str, key_id: str) -> None:
-        """Revoke one key; every replica refuses it within milliseconds (at worst ``cache_ttl_s``)."""
-        lay = self._layout
-        if not KEY_ID_RE.match(key_id):
-            raise NotFound(f"no key {key_id!r} for tenant {tenant_id!r}")
-        done = await self._call(
-            "revoking a key",
-            self._scripts["revoke"](
-                keys=[lay.tkeys(tenant_id)], args=[lay.channel, tenant_id, key_id, lay.key_prefix]
-            ),
-        )
-        if not done:
-            raise NotFound(f"no key {key_id!r} for tenant {tenant_id!r}")
-        self._cache.drop_tenant(tenant_id)
-
-    async def list_keys(self, tenant_id: str) -> list[KeyInfo]:
-        """The tenant's live keys, oldest first (key ids and dates only)."""
-        await self.get_tenant(tenant_id)
-        digests = await self._call("listing keys", self._redis.hvals(self._layout.tkeys(tenant_id)))
-        pipe = self._redis.pipeline(transaction=False)
-        for digest in digests:
-            pipe.hgetall(self._layout.key(str(digest)))
-        rows = await self._call("listing keys", pipe.execute())
-        keys = [scripts.decode_key(scripts.as_str_dict(row)) for row in rows if row]
-        return sorted(keys, key=lambda k: (k.created_at, k.key_id))
-
-    # --- helpers ------------------------------------------------------------------------------------
-
-    def _tenant_key(self, tenant_id: str) -> str:
-        if not TENANT_ID_RE.match(tenant_id):
-            raise NotFound(f"no tenant {tenant_id[:64]!r}")
-        return self._layout.tenant(tenant_id)
-
-    async def _call(self, what: str, pending: Awaitable[T]) -> T:
-        try:
-            result = await pending
-        except REDIS_ERRORS as exc:
-            self.health.failed(exc)
-            raise unavailable(what.capitalize(), self.health.probe_interval_s) from None
-        self._recovered()
-        return result
-
     def _recovered(self) -> None:
         if self.health.ok():
             self._cache.clear()
 
-
-_NAME: TypeAdapter[str] = TypeAdapter(TenantName)
-_TIER: TypeAdapter[str] = TypeAdapter(TierName)
-
-
-def _check(adapter: TypeAdapter[str], value: str, field: str) -> str:
-    """Validate one caller-supplied field, turning a validation error into a 400 naming it."""
-    try:
-        return adapter.validate_python(value)
-    except ValidationError as exc:
-        raise BadInput(f"invalid tenant {field}: {exc.errors()[0]['msg']}") from None
+    def _changed(self, tenant_id: str) -> None:
+        self._cache.drop_tenant(tenant_id)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import stats
 
-from service.modulation.noise import derive_stream_keys, keyed_normal, mix32
+from service.modulation.noise import derive_stream_keys, keyed_normal, keyed_uniform, mix32
 
 N = 200_000
 KEYS = torch.tensor([[1, 2], [3, 4], [-7, 11], [2**31 - 1, -(2**31)]], dtype=torch.int32)
@@ -95,3 +95,10 @@ def test_mix32_stays_int32_and_changes_bits(value: int) -> None:
     out = mix32(torch.tensor([value], dtype=torch.int32))
     assert out.dtype == torch.int32
     assert int(out) != value or value == 0
+
+
+def test_keyed_uniform_is_uniform_on_open_interval() -> None:
+    u = keyed_uniform(KEYS[:1], torch.arange(N, dtype=torch.int32))[0].double()
+    assert 0 < u.min() and u.max() < 1
+    assert abs(u.mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / N)
+    assert stats.kstest(u.numpy(), "uniform").pvalue > 1e-3

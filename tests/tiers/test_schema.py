@@ -1,0 +1,131 @@
+"""The tiers.yaml schema: the contract's example, each rule, and σ resolution."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from service.errors import BadInput, ConfigError, Forbidden
+from service.tiers import parse_tiers
+from tests.tiers.solver import BisectionSolver
+
+REPO_TIERS = Path(__file__).resolve().parents[2] / "tiers.yaml"
+A = "default_tier: a\ntiers:\n  a: "  # a file with one tier `a`, whose settings each case appends
+
+
+def test_the_repository_tiers_file_is_the_contract_example() -> None:
+    solver = BisectionSolver()
+    tiers = parse_tiers(REPO_TIERS.read_text(), solver)
+    assert tiers.default_tier == "free"
+    assert set(tiers.tiers) == {"premium", "standard", "free"}
+    premium, standard, free = (tiers.tiers[n] for n in ("premium", "standard", "free"))
+    assert (premium.sigma, standard.sigma) == (0.0, 1.0)
+    assert premium.rate_limit is not None and premium.rate_limit.requests_per_minute == 600
+    assert standard.rate_limit is None
+    assert (premium.focus.allowed, premium.focus.max_strength) == (True, 3.0)
+    assert (standard.focus.allowed, standard.focus.max_strength) == (True, 1.5)
+    assert not free.focus.allowed
+    assert free.rate_limit is not None and free.rate_limit.requests_per_minute == 30
+    # target_fidelity went through the solver, and the σ it gave achieves the fidelity asked for.
+    assert solver.calls == [0.7] and free.target_fidelity == 0.7
+    assert free.sigma > 0
+    assert solver.fidelity(free.sigma) == pytest.approx(0.7, abs=0.01)
+    assert tiers.sigmas() == {"premium": 0.0, "standard": 1.0, "free": free.sigma}
+    assert free.as_json() == {
+        "sigma": free.sigma,
+        "target_fidelity": 0.7,
+        "rate_limit": {"requests_per_minute": 30},
+        "focus": {"allowed": False, "max_strength": 0.0},
+    }
+
+
+def _const(sigma: float) -> Callable[[float], float]:
+    return lambda _target: sigma
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (A + "{sigma: 1.0, target_fidelity: 0.5}", "exactly one of sigma or target_fidelity"),
+        (A + "{}", "exactly one of sigma or target_fidelity"),
+        (A + "{sigma: -0.1}", "tiers.a.sigma"),
+        (A + "{sigma: .nan}", "tiers.a.sigma"),
+        (A + "{sigma: .inf}", "tiers.a.sigma"),
+        (A + "{sigma: '1.0'}", "tiers.a.sigma"),
+        (A + "{target_fidelity: 0}", "tiers.a.target_fidelity"),
+        (A + "{target_fidelity: 1.01}", "tiers.a.target_fidelity"),
+        (A + "{sigma: 1, rate_limit: {requests_per_minute: 0}}", "requests_per_minute"),
+        (A + "{sigma: 1, rate_limit: {requests_per_minute: 1.5}}", "requests_per_minute"),
+        (A + "{sigma: 1, rate_limit: {requests_per_minute: true}}", "requests_per_minute"),
+        (A + "{sigma: 1, rate_limit: {}}", "requests_per_minute"),
+        (A + "{sigma: 1, focus: {allowed: true}}", "max_strength is required"),
+        (A + "{sigma: 1, focus: {allowed: true, max_strength: -1}}", "max_strength"),
+        (A + "{sigma: 1, colour: red}", "tiers.a.colour"),
+        (A + "{sigma: 1, focus: {allowed: false, max: 1}}", "tiers.a.focus.max"),
+        (A + "{sigma: 1}\nextra: 1", "extra"),
+        ("default_tier: b\ntiers:\n  a: {sigma: 1}", "default_tier 'b' is not one of the tiers"),
+        ("tiers:\n  a: {sigma: 1}", "default_tier"),
+        ("default_tier: a\ntiers: {}", "tiers"),
+        (A + "{sigma: 1}\n  a: {sigma: 2}", "duplicate key 'a'"),
+        ("default_tier: a\ntiers:\n  'bad name': {sigma: 1}", "bad name"),
+        ("default_tier: a\ntiers: [a, b]", "tiers"),
+        ("- just\n- a list", "(top level)"),
+        ("", "(top level)"),
+        (A + "{sigma: 1", "not valid YAML"),
+    ],
+)
+def test_invalid_files_are_rejected_with_a_located_message(text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_tiers(text, _const(1.0), source="t.yaml")
+    assert caught.value.message.startswith("t.yaml")
+    assert fragment in caught.value.message
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = "default_tier: a\ntiers:\n  a: {sigma: -1}\n  b: {target_fidelity: 2}"
+    with pytest.raises(ConfigError) as caught:
+        parse_tiers(text, _const(1.0))
+    assert "tiers.a.sigma" in caught.value.message and "tiers.b.target_fidelity" in caught.value.message
+
+
+def test_solver_failures_reject_the_file() -> None:
+    text = "default_tier: a\ntiers:\n  a: {target_fidelity: 0.5}"
+
+    def broken(_target: float) -> float:
+        raise ValueError("no calibration inputs")
+
+    with pytest.raises(ConfigError, match=r"tiers\.a: cannot solve sigma.*no calibration inputs"):
+        parse_tiers(text, broken)
+    for bad in (math.nan, -1.0, math.inf):
+        with pytest.raises(ConfigError, match="gave sigma"):
+            parse_tiers(text, _const(bad))
+
+
+def test_missing_tier_falls_back_to_the_default() -> None:
+    tiers = parse_tiers(A + "{sigma: 1}\n  b: {sigma: 2}", _const(0.0))
+    assert tiers.tier_for("b").name == "b"
+    assert tiers.tier_for("vanished").name == "a"
+
+
+def test_focus_policy_check() -> None:
+    text = (
+        "default_tier: shut\ntiers:\n  shut: {sigma: 1}\n"
+        "  open: {sigma: 1, focus: {allowed: true, max_strength: 2}}"
+    )
+    tiers = parse_tiers(text, _const(0.0))
+    with pytest.raises(Forbidden) as forbidden:
+        tiers.tiers["shut"].check_focus(0.5)
+    assert forbidden.value.code == "focus_not_allowed"
+    tiers.tiers["open"].check_focus(2.0)
+    with pytest.raises(BadInput):
+        tiers.tiers["open"].check_focus(2.01)
+
+
+def test_yaml_booleans_are_not_tier_names() -> None:
+    # YAML 1.1 reads `no:` as false: a tier named no must be quoted, and unquoted it is a clear error.
+    with pytest.raises(ConfigError, match="valid string"):
+        parse_tiers(A + "{sigma: 1}\n  no: {sigma: 2}", _const(0.0))
+    assert "no" in parse_tiers(A + "{sigma: 1}\n  'no': {sigma: 2}", _const(0.0)).tiers
