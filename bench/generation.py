@@ -4,7 +4,8 @@ For each batch size B, the same B chat prompts go (a) through ``model.generate``
 one call) and (b) through `GenerationEngine` as B concurrent requests with every row modulated (σ of
 the ``standard`` tier, 1.0) and, for reference, unmodulated (σ = 0). Throughput = completion tokens
 (EOS included, tokens after it excluded) / wall seconds from submit to the last final event. Runs are
-interleaved and repeated; figures are medians. Target: modulated engine >= 0.95x plain generate.
+interleaved (order alternating) and repeated; figures are medians, and the median of the per-repeat
+ratios of adjacent runs. Target: modulated engine >= 0.95x plain generate.
 
 Run: ``python -m bench.generation [--model-dir DIR]``; writes bench/results/generation.json.
 """
@@ -55,10 +56,13 @@ def plain_generate(model: Any, ids: list[tuple[int, ...]], pad: int, eos: set[in
     return tokens, seconds
 
 
-async def engine_generate(engine: GenerationEngine, ids: list[tuple[int, ...]], sigma: float) -> tuple[int, float]:
+async def engine_generate(
+    engine: GenerationEngine, ids: list[tuple[int, ...]], sigma: float
+) -> tuple[int, float]:
     t0 = time.perf_counter()
     streams = [
-        await engine.submit(GenerationRequest(p, MAX_NEW, key=(i, 77), sigma=sigma)) for i, p in enumerate(ids)
+        await engine.submit(GenerationRequest(p, MAX_NEW, key=(i, 77), sigma=sigma))
+        for i, p in enumerate(ids)
     ]
     done = await asyncio.gather(*(collect(s) for s in streams))
     return sum(d.usage.completion_tokens for d in done), time.perf_counter() - t0
@@ -74,19 +78,28 @@ async def measure(model: Any, tok: Any, batch: int, repeats: int) -> dict[str, A
     try:
         plain_generate(model, ids, pad, eos)  # warm-up
         await engine_generate(engine, ids, FREE_SIGMA)
-        for _ in range(repeats):
-            runs["plain"].append(plain_generate(model, ids, pad, eos))
-            runs["engine_free"].append(await engine_generate(engine, ids, FREE_SIGMA))
+        for i in range(repeats):
+            # Alternating the order cancels slow drifts in machine load between the two.
+            if i % 2:
+                runs["engine_free"].append(await engine_generate(engine, ids, FREE_SIGMA))
+                runs["plain"].append(plain_generate(model, ids, pad, eos))
+            else:
+                runs["plain"].append(plain_generate(model, ids, pad, eos))
+                runs["engine_free"].append(await engine_generate(engine, ids, FREE_SIGMA))
             runs["engine_premium"].append(await engine_generate(engine, ids, 0.0))
     finally:
         await engine.stop()
-    tps = {k: statistics.median(t / s for t, s in v) for k, v in runs.items()}
+    rates = {k: [t / s for t, s in v] for k, v in runs.items()}
+    tps = {k: statistics.median(v) for k, v in rates.items()}
+    paired = [f / p for f, p in zip(rates["engine_free"], rates["plain"], strict=True)]
     row = {
         "batch": batch,
         "max_new_tokens": MAX_NEW,
         "tokens": {k: [t for t, _ in v] for k, v in runs.items()},
+        "tokens_per_s_runs": rates,
         "tokens_per_s": tps,
         "ratio_free_vs_plain": tps["engine_free"] / tps["plain"],
+        "ratio_free_vs_plain_paired_median": statistics.median(paired),
         "ratio_premium_vs_plain": tps["engine_premium"] / tps["plain"],
     }
     print(
@@ -99,9 +112,11 @@ async def measure(model: Any, tok: Any, batch: int, repeats: int) -> dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model-dir", type=Path, help="a causal LM folder (default: the smollm2-135m preset)")
+    parser.add_argument(
+        "--model-dir", type=Path, help="a causal LM folder (default: the smollm2-135m preset)"
+    )
     parser.add_argument("--batches", default="1,4,8")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

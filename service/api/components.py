@@ -56,7 +56,7 @@ class Components:
     def queue_depth(self) -> int:
         if self.batcher is not None:
             return self.batcher.depth
-        return self.generator.depth if self.generator is not None else 0
+        return self.generator.queue_depth if self.generator is not None else 0
 
     async def reload_tiers(self) -> None:
         """Reload tiers.yaml now; an invalid file raises BadInput and leaves the tiers in force."""

@@ -1,7 +1,9 @@
 """Glue between the HTTP routes and the generation engine: request building, collection, SSE framing.
 
 The noise key of a generation is bound to (secret, tenant, digest of the prompt tokens and the decoding
-settings), so the same tenant asking the same thing gets the same text, token for token.
+settings), so the same tenant asking the same thing gets the same text, token for token. A request is
+admitted (validated and queued, or refused with 4xx/503) before any streaming response starts, so
+errors keep their HTTP status.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi.responses import StreamingResponse
+
 from service.api.common import envelope
 from service.api.components import Components
 from service.api.deps import Caller
@@ -20,11 +24,14 @@ from service.api.policy import row_spec
 from service.errors import AimError
 from service.modulation import input_digest
 from service.serving.generation import (
-    GenerationEngine,
+    GenerationDone,
     GenerationEvent,
     GenerationRequest,
+    GenerationStream,
     encode_prompt,
 )
+
+Frame = Callable[[GenerationEvent], dict[str, Any] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +42,9 @@ class Decoding:
     stop: list[str]
 
 
-@dataclass(slots=True)
-class Outcome:
-    text: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-
-
-def engine(c: Components) -> GenerationEngine:
-    assert c.generator is not None  # require_task("text-generation") ran first
-    return c.generator
-
-
-def build_request(c: Components, caller: Caller, prompt_ids: list[int], d: Decoding) -> GenerationRequest:
+def build_request(
+    c: Components, caller: Caller, prompt_ids: tuple[int, ...], d: Decoding
+) -> GenerationRequest:
     digest = input_digest(
         struct.pack(f"<{len(prompt_ids)}I", *prompt_ids),
         json.dumps([d.temperature, d.top_p, d.stop]).encode(),
@@ -57,84 +53,95 @@ def build_request(c: Components, caller: Caller, prompt_ids: list[int], d: Decod
     return GenerationRequest(
         prompt_ids=prompt_ids,
         max_new_tokens=d.max_new_tokens,
+        key=spec.key,
         temperature=d.temperature,
         top_p=d.top_p,
-        stop=d.stop,
-        spec=spec,
+        stop=tuple(d.stop),
+        sigma=spec.sigma,
+        focus_token_ids=spec.focus_ids,
+        focus_strength=spec.focus_strength,
+        focus_sign=spec.focus_sign,
     )
 
 
-async def events(c: Components, caller: Caller, req: GenerationRequest) -> AsyncIterator[GenerationEvent]:
-    """The engine's events, with tokens, time to first token, inter-token latency and fidelity counted."""
+async def admit(c: Components, req: GenerationRequest) -> GenerationStream:
+    """Validate and queue ``req`` (BadInput / PayloadTooLarge / Unavailable raise here)."""
+    assert c.generator is not None  # routes check the task first
+    return await c.generator.submit(req)
+
+
+async def observed(c: Components, caller: Caller, stream: GenerationStream) -> AsyncIterator[GenerationEvent]:
+    """The stream's events, with time to first token, inter-token latency, tokens and fidelity counted."""
     tier = caller.tier.name
     start = last = time.perf_counter()
     first = True
-    async for event in engine(c).submit(req):
-        now = time.perf_counter()
-        if event.tokens:
-            if first:
+    try:
+        async for event in stream:
+            now = time.perf_counter()
+            if isinstance(event, GenerationDone):
+                c.metrics.observe_tokens(tier, event.usage.completion_tokens)
+                c.metrics.count_fidelity(tier, event.fidelity.agree, event.fidelity.steps)
+                c.metrics.observe_queue_wait(tier, event.queue_wait_s)
+            elif first:
                 c.metrics.observe_ttft(tier, now - start)
                 first = False
             else:
-                c.metrics.observe_inter_token(tier, (now - last) / event.tokens)
-            c.metrics.observe_tokens(tier, event.tokens)
+                c.metrics.observe_inter_token(tier, now - last)
             last = now
-        if event.finished:
-            c.metrics.count_fidelity(tier, event.fidelity_matches, event.fidelity_steps)
-        yield event
+            yield event
+    finally:
+        await stream.aclose()
 
 
-async def collect(c: Components, caller: Caller, req: GenerationRequest) -> Outcome:
-    parts: list[str] = []
-    reason, prompt_tokens, completion_tokens = "length", len(req.prompt_ids), 0
-    async for event in events(c, caller, req):
-        parts.append(event.text)
-        if event.finished:
-            reason = event.finish_reason or "stop"
-            completion_tokens = event.completion_tokens
-    return Outcome("".join(parts), reason, prompt_tokens, completion_tokens)
+async def collect(c: Components, caller: Caller, stream: GenerationStream) -> GenerationDone:
+    async for event in observed(c, caller, stream):
+        if isinstance(event, GenerationDone):
+            return event
+    raise AimError("the generation ended without a result")
 
 
-async def sse(
-    c: Components,
-    caller: Caller,
-    req: GenerationRequest,
-    frame: Callable[[GenerationEvent], dict[str, Any] | None],
-) -> AsyncIterator[bytes]:
+def sse(c: Components, caller: Caller, stream: GenerationStream, frame: Frame) -> StreamingResponse:
     """Server-sent events: one ``data:`` line per frame, an error frame on failure, then ``[DONE]``."""
-    try:
-        async for event in events(c, caller, req):
-            payload = frame(event)
-            if payload is not None:
-                yield b"data: " + json.dumps(payload).encode() + b"\n\n"
-    except AimError as exc:
-        body = {"error": {"code": exc.code, "message": exc.message}}
-        yield b"data: " + json.dumps(body).encode() + b"\n\n"
-    yield b"data: [DONE]\n\n"
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for event in observed(c, caller, stream):
+                payload = frame(event)
+                if payload is not None:
+                    yield b"data: " + json.dumps(payload).encode() + b"\n\n"
+        except AimError as exc:
+            error = {"error": {"code": exc.code, "message": exc.message}}
+            yield b"data: " + json.dumps(error).encode() + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream")
 
 
-async def generate_once(c: Components, caller: Caller, body: Any, request_id: str) -> dict[str, Any]:
+async def generate(c: Components, caller: Caller, body: Any, request_id: str) -> Any:
+    """POST /v1/generate: the whole text, or SSE frames of text deltas then the finish and usage."""
     prompt = encode_prompt(c.model.tokenizer, body.prompt)
-    req = build_request(c, caller, prompt, Decoding(body.max_new_tokens, body.temperature, None, body.stop))
-    out = await collect(c, caller, req)
-    return {
-        **envelope(c, caller, request_id),
-        "text": out.text,
-        "finish_reason": out.finish_reason,
-        "usage": {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens},
-    }
-
-
-def generate_stream(c: Components, caller: Caller, body: Any, request_id: str) -> AsyncIterator[bytes]:
-    prompt = encode_prompt(c.model.tokenizer, body.prompt)
-    req = build_request(c, caller, prompt, Decoding(body.max_new_tokens, body.temperature, None, body.stop))
+    decoding = Decoding(body.max_new_tokens, body.temperature, None, body.stop)
+    stream = await admit(c, build_request(c, caller, prompt, decoding))
     head = envelope(c, caller, request_id)
+    if not body.stream:
+        done = await collect(c, caller, stream)
+        return {
+            **head,
+            "text": done.text,
+            "finish_reason": done.finish_reason,
+            "usage": {
+                "prompt_tokens": done.usage.prompt_tokens,
+                "completion_tokens": done.usage.completion_tokens,
+            },
+        }
 
     def frame(event: GenerationEvent) -> dict[str, Any]:
-        out: dict[str, Any] = {**head, "text": event.text}
-        if event.finished:
-            out["finish_reason"] = event.finish_reason
-            out["usage"] = {"prompt_tokens": len(prompt), "completion_tokens": event.completion_tokens}
-        return out
+        if isinstance(event, GenerationDone):
+            usage = {
+                "prompt_tokens": event.usage.prompt_tokens,
+                "completion_tokens": event.usage.completion_tokens,
+            }
+            return {**head, "text": "", "finish_reason": event.finish_reason, "usage": usage}
+        return {**head, "text": event.text}
 
-    return sse(c, caller, req, frame)
+    return sse(c, caller, stream, frame)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from service.errors import BadInput
-from service.evaluation.metrics import accuracy, predictions
+from service.evaluation.metrics import predictions
 from service.evaluation.sampling import modulated_outcome, repeat_keys
 from service.evaluation.spec import check_fraction, check_positive
 from service.evaluation.tierfile import check_tier, write_tier_sigma
@@ -38,9 +38,10 @@ def measure(
         def row(key: RowKey) -> RowSpec:
             return RowSpec(sigma=sigma, key=key)
 
-        outcome = modulated_outcome(logits, truth, clean, repeat_keys(len(logits), r), row)
+        keys = repeat_keys(len(logits), r)
+        outcome = modulated_outcome(logits, truth, clean, keys, row, with_confusion=False)
         fidelity.append(outcome.fidelity)
-        acc.append(accuracy(outcome.cm))
+        acc.append(outcome.accuracy)
     return statistics.fmean(fidelity), statistics.fmean(acc) if labels is not None else None
 
 
@@ -104,11 +105,10 @@ def calibrate_command(args: argparse.Namespace) -> int:
     fid, acc = measure(logits, labels, result.sigma, args.verify_repeats)
     measured = fid if metric == "fidelity" else acc
     print(f"sigma: {result.sigma:.4f}")
+    other = f"; accuracy {acc:.4f}" if metric == "fidelity" and acc is not None else f"; fidelity {fid:.4f}"
     print(
         f"{model.name}: target {metric} {target:g}, exact {result.achieved:.4f}, measured {measured:.4f} "
-        f"({args.verify_repeats} keyed passes over {len(logits)} outputs, {logits.shape[1]} classes)"
-        + (f"; accuracy {acc:.4f}" if acc is not None and metric == "fidelity" else "")
-        + f"; fidelity {fid:.4f}"
+        f"({args.verify_repeats} keyed passes over {len(logits)} outputs, {logits.shape[1]} classes){other}"
     )
     if args.tiers is not None:
         note = f"calibrated: target_{metric} {target:g} on {model.name}, measured {measured:.3f}"

@@ -177,7 +177,8 @@ def generate_command(args: argparse.Namespace) -> int:
     by_kind = {"all": [float(r["accuracy"]) for r in table]}
     by_kind.update({k: [float(r[f"accuracy_{k}"]) for r in table] for k in kinds})
     title = f"{model.name}: {len(questions)} short-answer questions, greedy, modulated"
-    plots.plot_generation(out / "generate.png", title, sigmas, by_kind)
+    fidelity = [float(r["step_fidelity"]) for r in table]
+    plots.plot_generation(out / "generate.png", title, sigmas, by_kind, fidelity)
     summary = {"model": model.name, "questions": len(questions), "max_new_tokens": args.max_new_tokens,
                "seconds": round(time.perf_counter() - started, 1), "rows": table}  # fmt: skip
     write_json(out / "summary.json", summary)

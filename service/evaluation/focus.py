@@ -75,7 +75,7 @@ def focus_table(
     rows: Table = []
     base: dict[str, float] = {}
     for i, strength in enumerate(strengths):
-        cms = [o.cm for o in outcomes[i]]
+        cms = [o.confusion for o in outcomes[i]]
         row: dict[str, float | int] = {"strength": strength}
         for cls in class_ids:
             name = labels[cls]

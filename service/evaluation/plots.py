@@ -83,15 +83,19 @@ def plot_focus(
     return _save(plt, fig, path)
 
 
-def plot_generation(path: Path, title: str, sigmas: Series, by_kind: Mapping[str, Series]) -> Path:
-    """Accuracy of the question set vs σ, one line per question kind (and "all")."""
+def plot_generation(
+    path: Path, title: str, sigmas: Series, by_kind: Mapping[str, Series], step_fidelity: Series
+) -> Path:
+    """Accuracy of the question set vs σ, one line per question kind (and "all"), and the share of
+    decoding steps whose token is the unmodulated argmax (dashed)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=120)
     for name, values in by_kind.items():
         width = 2.0 if name == "all" else 1.0
-        ax.plot(sigmas, _pct(values), marker="o", linewidth=width, label=name)
+        ax.plot(sigmas, _pct(values), marker="o", linewidth=width, label=f"correct: {name}")
+    ax.plot(sigmas, _pct(step_fidelity), "k--", marker="x", linewidth=1.0, label="step fidelity")
     ax.set_xlabel("σ (utility noise, logit units)")
-    ax.set_ylabel("correct answers (%)")
+    ax.set_ylabel("%")
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.grid(alpha=0.3)

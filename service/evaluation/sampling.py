@@ -33,17 +33,30 @@ def repeat_keys(count: int, repeat: int) -> list[RowKey]:
 class Outcome:
     """One modulated pass over the dataset.
 
-    cm: (C, C) int64 confusion vs the labels (row = true class); agree: scored outputs (items or
-    pixels) whose modulated argmax equals the clean argmax; scored: their number.
+    cm: (C, C) int64 confusion vs the labels (row = true class), or None when not asked for (a
+    vocabulary-sized C would need C² counters); correct: scored outputs whose modulated argmax is the
+    label; agree: those whose modulated argmax equals the clean argmax; scored: their number.
     """
 
-    cm: torch.Tensor
+    cm: torch.Tensor | None
+    correct: int
     agree: int
     scored: int
 
     @property
     def fidelity(self) -> float:
         return self.agree / self.scored if self.scored else 0.0
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.scored if self.scored else 0.0
+
+    @property
+    def confusion(self) -> torch.Tensor:
+        """The confusion matrix; only for outcomes computed ``with_confusion``."""
+        if self.cm is None:
+            raise ValueError("this outcome was computed without a confusion matrix")
+        return self.cm
 
 
 def chunk_rows(logits: torch.Tensor) -> int:
@@ -58,6 +71,8 @@ def modulated_outcome(
     clean: torch.Tensor,
     keys: Sequence[RowKey],
     make_row: RowMaker,
+    *,
+    with_confusion: bool = True,
 ) -> Outcome:
     """Modulate every item with ``make_row(key)`` and score the argmax.
 
@@ -67,18 +82,21 @@ def modulated_outcome(
         clean: the clean predictions, same shape as ``labels``.
         keys: N row keys.
         make_row: builds the item's RowSpec from its key (σ, focus).
+        with_confusion: also count the (C, C) confusion matrix.
     """
     num_classes = logits.shape[1]
-    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64)
-    agree = scored = 0
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64) if with_confusion else None
+    correct = agree = scored = 0
     step = chunk_rows(logits)
     for start in range(0, len(logits), step):
         part = slice(start, start + step)
         rows = [make_row(k) for k in keys[part]]
         batch = ModulationBatch.build(rows, num_classes, logits.device)
         pred = predictions(modulate(logits[part], batch))
-        cm += confusion(pred, labels[part], num_classes)
+        if cm is not None:
+            cm += confusion(pred, labels[part], num_classes)
         mask = labels[part] != IGNORE
+        correct += int((pred == labels[part])[mask].sum())
         agree += int((pred == clean[part])[mask].sum())
         scored += int(mask.sum())
-    return Outcome(cm, agree, scored)
+    return Outcome(cm, correct, agree, scored)

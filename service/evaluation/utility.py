@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from service.evaluation.metrics import IGNORE, accuracy, mean_iou, predictions
+from service.evaluation.metrics import IGNORE, mean_iou, predictions
 from service.evaluation.sampling import Outcome, modulated_outcome, repeat_keys
 from service.modulation import RowKey, RowSpec
 from service.modulation.theory import top1_probability
@@ -125,7 +125,7 @@ def utility_table(
     segmentation = logits.dim() == 4
     rows: list[dict[str, float | int]] = []
     for i, sigma in enumerate(sigmas):
-        acc = _stats([accuracy(o.cm) for o in outcomes[i]])
+        acc = _stats([o.accuracy for o in outcomes[i]])
         fid = _stats([o.fidelity for o in outcomes[i]])
         row: dict[str, float | int] = {
             "sigma": sigma,
@@ -139,7 +139,7 @@ def utility_table(
             "fidelity_se": exact_fid.tolerance_se(i, repeats),
         }
         if segmentation:
-            row["miou_mean"], row["miou_std"] = _stats([mean_iou(o.cm) for o in outcomes[i]])
+            row["miou_mean"], row["miou_std"] = _stats([mean_iou(o.confusion) for o in outcomes[i]])
         row["scored"] = outcomes[i][0].scored
         row["repeats"] = repeats
         rows.append(row)

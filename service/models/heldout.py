@@ -28,7 +28,7 @@ HELDOUT_DIR = "heldout"
 TEXTS_FILE = "texts.jsonl"
 IMAGES_FILE = "images.npz"
 _BATCH = 32
-_POSITIONS_PER_TEXT = 8
+_POSITIONS_PER_TEXT = 16
 _SEGMENTATION_IMAGES = 64
 
 
@@ -135,8 +135,8 @@ def calibration_logits(
 
     ``source`` defaults to the model's own folder. Classification: the first ``limit`` inputs. Segmentation:
     per-pixel logits at input size of up to 64 images, ``limit`` pixels drawn uniformly (seed 0), with their
-    mask labels. Generation: next-token logits at up to 8 positions (seed 0) of each of ceil(limit / 8)
-    texts, labels None (the unmodulated argmax is the reference).
+    mask labels. Generation: next-token logits at up to 16 positions (seed 0) of each of ceil(limit / 16)
+    texts (first 64 tokens), labels None (the unmodulated argmax is the reference).
     """
     data = held_out(source or model.path)
     generator = torch.Generator().manual_seed(0)
@@ -175,7 +175,7 @@ def _generation_logits(
             padding=True,
             padding_side="right",
             truncation=True,
-            max_length=128,
+            max_length=64,
         ).to(model.device)
         with torch.inference_mode():
             logits = model.model(**batch).logits.float().cpu()

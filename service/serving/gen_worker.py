@@ -3,8 +3,9 @@
 Each iteration admits waiting rows (when the batch is idle it first waits up to ``max_wait`` for
 company; when rows are running it admits whatever waits, without delay: continuous batching), prefills
 them, then runs one step for every row: modulate at the row's own step index -> choose -> emit -> prune
-finished or cancelled rows -> one decoding forward. Events reach consumers through ``Row.sink``, which
-the engine makes thread-safe (``loop.call_soon_threadsafe``).
+finished or cancelled rows -> one decoding forward. A step's events go out in one ``deliver`` call
+(the engine hands them to the event loop with one ``loop.call_soon_threadsafe``), before the forward, so
+streaming latency is one step.
 """
 
 from __future__ import annotations
@@ -14,49 +15,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 
 from service.errors import AimError, Unavailable
-from service.modulation import ModulationBatch, RowSpec, modulate
+from service.modulation import ModulationBatch, modulate
 from service.serving import gen_batch
+from service.serving.gen_row import Item, Row
 from service.serving.gen_sampling import SamplingBatch, choose_tokens
-from service.serving.gen_text import StreamText
-from service.serving.gen_types import (
-    Fidelity,
-    FinishReason,
-    GenerationDone,
-    GenerationEvent,
-    GenerationRequest,
-    StepStats,
-    TokenDelta,
-    Usage,
-)
+from service.serving.gen_types import GenerationDone, StepStats
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
-
-Sink = Callable[[GenerationEvent | BaseException], None]
-
-
-@dataclass(eq=False, slots=True)
-class Row:
-    """One request from submit to its final event. ``cancelled`` is set by the consumer's side."""
-
-    request: GenerationRequest
-    spec: RowSpec
-    sink: Sink
-    text: StreamText
-    submitted_at: float = field(default_factory=time.monotonic)
-    admitted_at: float = 0.0
-    cancelled: bool = False
-    tokens: list[int] = field(default_factory=list)
-    steps: int = 0
-    agree: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +50,17 @@ class Worker:
     """Owns the decoding loop; ``run`` is the thread's target, ``stop`` ends it after the current step."""
 
     def __init__(
-        self, model: PreTrainedModel, cfg: WorkerConfig, hook: Callable[[StepStats], None] | None
+        self,
+        model: PreTrainedModel,
+        cfg: WorkerConfig,
+        deliver: Callable[[list[tuple[Row, Item]]], None],
+        hook: Callable[[StepStats], None] | None,
     ) -> None:
         self._model = model
         self._cfg = cfg
+        self._deliver = deliver
         self._hook = hook
+        self._out: list[tuple[Row, Item]] = []
         self.cond = threading.Condition()
         self.waiting: deque[Row] = deque()
         self._stopping = False
@@ -156,6 +136,7 @@ class Worker:
         host = torch.stack((chosen, greedy, plain)).tolist()
         rows = self._rows
         keep = [i for i, row in enumerate(rows) if self._emit(row, host[0][i], host[1][i] == host[2][i])]
+        self._flush()
         batch_size = len(rows)
         self._prune(keep)
         if self._rows and self._kv is not None:
@@ -178,38 +159,12 @@ class Worker:
         self._rebuild()
 
     def _emit(self, row: Row, token: int, agrees: bool) -> bool:
-        """Record one step of ``row``; returns True while the row continues."""
+        """Record one step of ``row`` and queue its events; returns True while the row continues."""
         if row.cancelled:
             return False
-        row.steps += 1
-        row.agree += agrees
-        if token in self._cfg.eos_ids:
-            return self._finish(row, "stop")
-        row.tokens.append(token)
-        delta = row.text.push(token)
-        if row.text.stopped:
-            return self._finish(row, "stop", delta)
-        if row.steps >= row.request.max_new_tokens:
-            return self._finish(row, "length", delta)
-        if delta:
-            row.sink(TokenDelta(delta))
-        return True
-
-    def _finish(self, row: Row, reason: FinishReason, delta: str = "") -> bool:
-        tail = delta + row.text.finish()
-        if tail:
-            row.sink(TokenDelta(tail))
-        row.sink(
-            GenerationDone(
-                text=row.text.text,
-                finish_reason=reason,
-                usage=Usage(len(row.request.prompt_ids), row.steps),
-                fidelity=Fidelity(row.agree, row.steps),
-                token_ids=tuple(row.tokens),
-                queue_wait_s=row.admitted_at - row.submitted_at,
-            )
-        )
-        return False
+        events = row.advance(token, agrees, self._cfg.eos_ids)
+        self._out.extend((row, e) for e in events)
+        return not (events and isinstance(events[-1], GenerationDone))
 
     def _prune(self, keep: list[int]) -> None:
         if len(keep) == len(self._rows):
@@ -236,9 +191,13 @@ class Worker:
         self._rows, self._kv, self._logits, self._mod = [], None, None, None
 
     def _fail(self, rows: list[Row], exc: AimError) -> None:
-        for row in rows:
-            if not row.cancelled:
-                row.sink(exc)
+        self._out.extend((row, exc) for row in rows if not row.cancelled)
+        self._flush()
+
+    def _flush(self) -> None:
+        if self._out:
+            out, self._out = self._out, []
+            self._deliver(out)
 
     def _report(self, stats: StepStats) -> None:
         if self._hook is None:

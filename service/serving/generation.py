@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ import torch
 
 from service.errors import AimError, ConfigError, Unavailable
 from service.serving.gen_batch import cache_is_mergeable
+from service.serving.gen_row import Row
 from service.serving.gen_text import StreamText, encode_chat, encode_prompt, focus_token_ids
 from service.serving.gen_types import (
     Fidelity,
@@ -37,7 +39,7 @@ from service.serving.gen_types import (
     Usage,
     validate_request,
 )
-from service.serving.gen_worker import Row, Worker, WorkerConfig
+from service.serving.gen_worker import Worker, WorkerConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -113,7 +115,7 @@ class GenerationEngine:
 
     Args:
         model: a transformers causal LM already on ``device`` and in eval mode.
-        tokenizer: its tokenizer (decodes the stream; the caller encodes prompts).
+        tokenizer: its tokenizer; the engine decodes with a private copy (the caller encodes prompts).
         device: where the model lives.
         max_batch_size: rows decoded together (>= 1).
         max_wait_ms: how long an idle engine waits, after a request arrives, for others to join it (>= 0).
@@ -141,7 +143,9 @@ class GenerationEngine:
         self.vocab_size = int(config.vocab_size)
         eos = _eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos, default=0)
-        self._tokenizer = tokenizer
+        # The worker decodes with its own copy: a tokenizer shared across threads can fail with
+        # "Already borrowed" when one thread changes its padding/truncation state mid-call.
+        self._decoder = copy.deepcopy(tokenizer)
         self._max_queue = max_queue
         cfg = WorkerConfig(
             device=torch.device(device),
@@ -153,7 +157,7 @@ class GenerationEngine:
             mergeable=cache_is_mergeable(model),
         )
         self.continuous_batching = cfg.mergeable
-        self._worker = Worker(model, cfg, metrics_hook)
+        self._worker = Worker(model, cfg, self._deliver, metrics_hook)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -190,7 +194,7 @@ class GenerationEngine:
             raise Unavailable("the generation engine is not running")
         spec = validate_request(req, context_length=self.context_length, vocab_size=self.vocab_size)
         queue: asyncio.Queue[_Item] = asyncio.Queue()
-        row = Row(req, spec, _sink(loop, queue), StreamText(self._tokenizer, req.stop))
+        row = Row(req, spec, queue, StreamText(self._decoder, req.stop))
         with self._worker.cond:
             if len(self._worker.waiting) >= self._max_queue:
                 raise Unavailable(
@@ -201,6 +205,13 @@ class GenerationEngine:
             self._worker.waiting.append(row)
             self._worker.cond.notify()
         return GenerationStream(row, queue, self._cancel)
+
+    def _deliver(self, items: list[tuple[Row, _Item]]) -> None:
+        """From the worker thread: one loop wake-up per step for all of the step's events."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
+                loop.call_soon_threadsafe(_put_all, items)
 
     def _cancel(self, row: Row) -> None:
         row.cancelled = True
@@ -217,12 +228,10 @@ async def collect(stream: AsyncIterator[GenerationEvent]) -> GenerationDone:
     raise AimError("the generation stream ended without a result")
 
 
-def _sink(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[_Item]) -> Callable[[_Item], None]:
-    def put(item: _Item) -> None:
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is listening any more
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    return put
+def _put_all(items: list[tuple[Row, _Item]]) -> None:
+    """On the event loop: hand each event to its consumer's queue."""
+    for row, item in items:
+        row.outbox.put_nowait(item)
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import torch
 
+from service.models import upsample
 from service.modulation import ModulationBatch, RowSpec, modulate
 
 
@@ -33,8 +34,6 @@ class LogitsModel(Protocol):
     device: torch.device
 
     def forward(self, items: Sequence[Any]) -> torch.Tensor: ...
-
-    def upsample(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +97,7 @@ def segment_batch(model: LogitsModel, rows: list[Row]) -> list[SegResult]:
     results: list[SegResult | None] = [None] * len(rows)
     for size, members in groups.items():
         index = torch.tensor(members, device=logits.device)
-        full = model.upsample(logits.index_select(0, index), size)
+        full = upsample(logits.index_select(0, index), size)
         batch = ModulationBatch.build([rows[i].spec for i in members], full.shape[1], full.device)
         masks = modulate(full, batch).argmax(dim=1)
         agree = (masks == full.argmax(dim=1)).flatten(1).sum(dim=1).tolist()

@@ -13,8 +13,6 @@ from service.serving.gen_text import StreamText, encode_chat, encode_prompt, foc
 
 def smollm2_dir() -> Path:
     """The real `smollm2-135m` preset folder (built once, cached under the state directory)."""
-    if os.environ.get("AIM_GEN_DEV_MODEL"):  # DEV-ONLY, remove
-        return Path(os.environ["AIM_GEN_DEV_MODEL"])
     from service.presets import build_preset
 
     return Path(build_preset("smollm2-135m", Path(os.environ.get("AIM_STATE_DIR", ".aimserve"))))

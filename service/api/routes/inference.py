@@ -11,14 +11,13 @@ from typing import Any
 
 import torch
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
 from PIL import Image
 
+from service.api import generate as gen
 from service.api import schemas
 from service.api.common import envelope, new_request_id, require_task
 from service.api.components import Components
 from service.api.deps import Caller, CallerDep, ComponentsDep
-from service.api.generate import generate_once, generate_stream
 from service.api.policy import row_spec
 from service.errors import BadInput
 from service.serving.predict import ClassResult, Row, SegResult
@@ -116,7 +115,4 @@ async def segment(body: schemas.SegmentRequest, caller: CallerDep, c: Components
 @router.post("/generate", response_model=schemas.GenerateResponse)
 async def generate(body: schemas.GenerateRequest, caller: CallerDep, c: ComponentsDep) -> Any:
     require_task(c, "text-generation")
-    request_id = new_request_id()
-    if body.stream:
-        return StreamingResponse(generate_stream(c, caller, body, request_id), media_type="text/event-stream")
-    return await generate_once(c, caller, body, request_id)
+    return await gen.generate(c, caller, body, new_request_id())

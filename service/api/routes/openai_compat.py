@@ -12,14 +12,12 @@ import time
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.common import require_task
-from service.api.components import Components
-from service.api.deps import Caller, CallerDep, ComponentsDep
-from service.api.generate import Decoding, build_request, collect, sse
-from service.serving.generation import GenerationEvent, encode_chat, encode_prompt
+from service.api.deps import CallerDep, ComponentsDep
+from service.api.generate import Decoding, admit, build_request, collect, sse
+from service.serving.generation import GenerationDone, GenerationEvent, encode_chat, encode_prompt
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -35,9 +33,9 @@ class _OpenAIBody(BaseModel):
     stream: bool = False
     n: Literal[1] = 1
 
-    def decoding(self, default_max: int = 16) -> Decoding:
+    def decoding(self, max_tokens: int | None = None) -> Decoding:
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
-        return Decoding(self.max_tokens or default_max, self.temperature, self.top_p, stop[:8])
+        return Decoding(max_tokens or self.max_tokens or 16, self.temperature, self.top_p, stop)
 
 
 class CompletionRequest(_OpenAIBody):
@@ -54,12 +52,13 @@ class ChatRequest(_OpenAIBody):
     max_completion_tokens: int | None = Field(default=None, ge=1, le=1024)
 
 
-def _usage(prompt: int, completion: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+def _usage(done: GenerationDone) -> dict[str, int]:
+    p, n = done.usage.prompt_tokens, done.usage.completion_tokens
+    return {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n}
 
 
-def _stream(c: Components, caller: Caller, gen: Any, frame: Any) -> StreamingResponse:
-    return StreamingResponse(sse(c, caller, gen, frame), media_type="text/event-stream")
+def _head(prefix: str, model: str) -> dict[str, Any]:
+    return {"id": prefix + secrets.token_hex(12), "created": int(time.time()), "model": model}
 
 
 @router.get("/models")
@@ -74,39 +73,33 @@ async def models(_: CallerDep, c: ComponentsDep) -> dict[str, Any]:
 async def completions(body: CompletionRequest, caller: CallerDep, c: ComponentsDep) -> Any:
     require_task(c, "text-generation")
     prompt = encode_prompt(c.model.tokenizer, body.prompt)
-    gen = build_request(c, caller, prompt, body.decoding())
-    head = {
-        "id": "cmpl-" + secrets.token_hex(12),
-        "object": "text_completion",
-        "created": int(time.time()),
-        "model": c.model.name,
-    }
+    stream = await admit(c, build_request(c, caller, prompt, body.decoding()))
+    head = {**_head("cmpl-", c.model.name), "object": "text_completion"}
     if body.stream:
 
         def frame(e: GenerationEvent) -> dict[str, Any]:
+            done = isinstance(e, GenerationDone)
             choice = {
                 "index": 0,
-                "text": e.text,
+                "text": "" if done else e.text,
                 "logprobs": None,
-                "finish_reason": e.finish_reason if e.finished else None,
+                "finish_reason": e.finish_reason if isinstance(e, GenerationDone) else None,
             }
             return {**head, "choices": [choice]}
 
-        return _stream(c, caller, gen, frame)
-    out = await collect(c, caller, gen)
+        return sse(c, caller, stream, frame)
+    out = await collect(c, caller, stream)
     choice = {"index": 0, "text": out.text, "logprobs": None, "finish_reason": out.finish_reason}
-    return {**head, "choices": [choice], "usage": _usage(out.prompt_tokens, out.completion_tokens)}
+    return {**head, "choices": [choice], "usage": _usage(out)}
 
 
 @router.post("/chat/completions")
 async def chat(body: ChatRequest, caller: CallerDep, c: ComponentsDep) -> Any:
     require_task(c, "text-generation")
     prompt = encode_chat(c.model.tokenizer, [m.model_dump() for m in body.messages])
-    decoding = body.decoding()
-    if body.max_completion_tokens is not None:
-        decoding = Decoding(body.max_completion_tokens, decoding.temperature, decoding.top_p, decoding.stop)
-    gen = build_request(c, caller, prompt, decoding)
-    head = {"id": "chatcmpl-" + secrets.token_hex(12), "created": int(time.time()), "model": c.model.name}
+    decoding = body.decoding(body.max_completion_tokens)
+    stream = await admit(c, build_request(c, caller, prompt, decoding))
+    head = _head("chatcmpl-", c.model.name)
     if body.stream:
         started = False
 
@@ -114,17 +107,20 @@ async def chat(body: ChatRequest, caller: CallerDep, c: ComponentsDep) -> Any:
             nonlocal started
             delta: dict[str, str] = {} if started else {"role": "assistant"}
             started = True
-            if e.text:
+            reason = None
+            if isinstance(e, GenerationDone):
+                reason = e.finish_reason
+            else:
                 delta["content"] = e.text
-            choice = {"index": 0, "delta": delta, "finish_reason": e.finish_reason if e.finished else None}
+            choice = {"index": 0, "delta": delta, "finish_reason": reason}
             return {**head, "object": "chat.completion.chunk", "choices": [choice]}
 
-        return _stream(c, caller, gen, frame)
-    out = await collect(c, caller, gen)
+        return sse(c, caller, stream, frame)
+    out = await collect(c, caller, stream)
     message = {"role": "assistant", "content": out.text}
     return {
         **head,
         "object": "chat.completion",
         "choices": [{"index": 0, "message": message, "finish_reason": out.finish_reason}],
-        "usage": _usage(out.prompt_tokens, out.completion_tokens),
+        "usage": _usage(out),
     }

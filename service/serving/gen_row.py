@@ -1,0 +1,68 @@
+"""One generation request's state from submit to its final event, and its per-token bookkeeping."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.modulation import RowSpec
+from service.serving.gen_text import StreamText
+from service.serving.gen_types import (
+    Fidelity,
+    FinishReason,
+    GenerationDone,
+    GenerationEvent,
+    GenerationRequest,
+    TokenDelta,
+    Usage,
+)
+
+Item = GenerationEvent | BaseException
+
+
+@dataclass(eq=False, slots=True)
+class Row:
+    """``cancelled`` is set from the consumer's side (any thread); everything else belongs to the worker.
+
+    steps: decoding steps taken (EOS included); agree: steps whose modulated argmax equalled the
+    unmodulated one; tokens: generated ids, EOS excluded.
+    """
+
+    request: GenerationRequest
+    spec: RowSpec
+    outbox: Any  # the consumer's queue; only the engine's delivery callback touches it
+    text: StreamText
+    submitted_at: float = field(default_factory=time.monotonic)
+    admitted_at: float = 0.0
+    cancelled: bool = False
+    tokens: list[int] = field(default_factory=list)
+    steps: int = 0
+    agree: int = 0
+
+    def advance(self, token: int, agrees: bool, eos_ids: frozenset[int]) -> list[GenerationEvent]:
+        """Record one decoding step; returns the events it produced, ending with `GenerationDone` when
+        the row is finished (EOS, a stop string or ``max_new_tokens``)."""
+        self.steps += 1
+        self.agree += agrees
+        if token in eos_ids:
+            return self._finish("stop", "")
+        self.tokens.append(token)
+        delta = self.text.push(token)
+        if self.text.stopped:
+            return self._finish("stop", delta)
+        if self.steps >= self.request.max_new_tokens:
+            return self._finish("length", delta)
+        return [TokenDelta(delta)] if delta else []
+
+    def _finish(self, reason: FinishReason, delta: str) -> list[GenerationEvent]:
+        tail = delta + self.text.finish()
+        done = GenerationDone(
+            text=self.text.text,
+            finish_reason=reason,
+            usage=Usage(len(self.request.prompt_ids), self.steps),
+            fidelity=Fidelity(self.agree, self.steps),
+            token_ids=tuple(self.tokens),
+            queue_wait_s=self.admitted_at - self.submitted_at,
+        )
+        return [TokenDelta(tail), done] if tail else [done]
