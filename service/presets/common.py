@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,18 @@ def mean_iou(predicted: torch.Tensor, truth: torch.Tensor, num_classes: int) -> 
 def transformers_module() -> Any:
     """The ``transformers`` package, imported on first use (it is heavy) and typed loosely."""
     return importlib.import_module("transformers")
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with ``count`` intra-op torch threads, then restore the previous setting.
+
+    Builders run single-threaded: the results are then the same from run to run, and on a shared host a
+    2-thread training loop measured 10x slower than a 1-thread one (threads spin waiting for each other).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any, cast
 
 from service.errors import ConfigError
+from service.presets.common import torch_threads
 
 MANIFEST = "aimserve.json"
+BUILD_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,8 @@ def build_preset(name: str, state_dir: Path, *, force: bool = False) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         started = time.perf_counter()
-        fields = preset.build_function()(staging)
+        with torch_threads(BUILD_THREADS):
+            fields = preset.build_function()(staging)
         manifest = {
             "name": name,
             "task": preset.task,
