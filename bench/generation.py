@@ -117,7 +117,10 @@ def main() -> None:
     )
     parser.add_argument("--batches", default="1,4,8")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = args.model_dir
@@ -132,11 +135,13 @@ def main() -> None:
         "model": "SmolLM2-135M-Instruct (smollm2-135m preset)" if args.model_dir is None else str(path),
         "method": __doc__.split("\n\n")[1].replace("\n", " ") if __doc__ else "",
         "free_sigma": FREE_SIGMA,
-        "load_average_1m": os.getloadavg()[0],
+        "torch_threads": torch.get_num_threads(),
+        "load_average_1m_at_end": os.getloadavg()[0],
         "results": rows,
         "min_ratio_free_vs_plain": min(r["ratio_free_vs_plain"] for r in rows),
     }
-    print("wrote", write("generation", payload))
+    name = "generation" if args.threads is None else f"generation-{args.threads}thread"
+    print("wrote", write(name, payload))
 
 
 if __name__ == "__main__":

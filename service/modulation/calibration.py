@@ -270,7 +270,8 @@ def solve_sigma(
 ) -> CalibrationResult:
     """Root of ``F(σ) = target`` within ``value_tol``. Brent on an evenly spaced subsample of
     ``sample_rows`` rows gives a guess and a slope; Newton, bracket growth and Illinois steps on the full
-    curve finish (typically 2-3 full evaluations). Deterministic. σ = 0 when the target is F(0+)."""
+    curve finish (typically 2-4 full evaluations). Deterministic. σ = 0 when the target is F(0+) (and for a
+    fidelity of exactly 1, which only the unmodulated output gives when top logits tie)."""
     started = time.perf_counter() if started is None else started
     ceiling = _check_target(curve, target, metric, value_tol)
     counts = [0, 0]
@@ -280,7 +281,9 @@ def solve_sigma(
         return curve.mean(sigma) - target
 
     sigma, gap = 0.0, ceiling - target
-    if gap > value_tol:
+    if metric == "fidelity" and gap <= value_tol:
+        gap = 1.0 - target  # σ = 0 serves the unmodulated output itself, ties included
+    elif gap > value_tol:
         guess, slope = _sample_guess(curve, target, sample_rows, counts)
         sigma, gap = _refine(full, guess, slope, value_tol, f"target {metric} {target:g}")
     return CalibrationResult(
@@ -308,10 +311,10 @@ def _check_target(curve: Top1Curve, target: float, metric: str, value_tol: float
             f"toward chance level 1/C but never to it"
         )
     ceiling = curve.limit_at_zero()
-    if target > ceiling + value_tol:
+    if target > ceiling + value_tol and not (metric == "fidelity" and target == 1):
         raise ValueError(
-            f"target {metric} {target:g} is above the unmodulated {metric} {ceiling:g} of the "
-            "calibration set: noise only lowers it"
+            f"target {metric} {target:g} is above {ceiling:g}, the {metric} of the calibration set as "
+            "sigma -> 0 (tied top logits count 1/k): noise only lowers it"
         )
     return ceiling
 

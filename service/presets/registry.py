@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, cast
 
 from service.errors import ConfigError
-from service.presets.common import torch_threads
 
 MANIFEST = "aimserve.json"
 BUILD_THREADS = 1
@@ -119,6 +118,8 @@ def build_preset(name: str, state_dir: Path, *, force: bool = False) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         started = time.perf_counter()
+        from service.presets.common import torch_threads  # imports torch: only when building
+
         with torch_threads(BUILD_THREADS):
             fields = preset.build_function()(staging)
         manifest = {

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -57,16 +57,16 @@ def free_port() -> int:
 
 
 def derive_config(
-    base: dict[str, Any], target: str, scrape_interval: str, credentials_file: Path
+    base: dict[str, Any], target: str | Sequence[str], scrape_interval: str, credentials_file: Path
 ) -> dict[str, Any]:
-    """``base`` reduced to its aimserve job: ``target`` every ``scrape_interval``, token from the file."""
+    """``base`` reduced to its aimserve job: ``target``(s) every ``scrape_interval``, token from the file."""
     jobs = [job for job in base.get("scrape_configs", []) if job.get("job_name") == JOB]
     if len(jobs) != 1:
         raise PrometheusError(f"{PROMETHEUS_CONFIG} must define exactly one scrape job named {JOB!r}")
     job = dict(jobs[0])
     for key in ("scrape_interval", "scrape_timeout", "dns_sd_configs", "file_sd_configs"):
         job.pop(key, None)
-    job["static_configs"] = [{"targets": [target]}]
+    job["static_configs"] = [{"targets": [target] if isinstance(target, str) else list(target)}]
     if "authorization" in job:
         job["authorization"] = {**job["authorization"], "credentials_file": str(credentials_file)}
     interval = {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval}
@@ -78,7 +78,7 @@ class PrometheusHarness:
 
     def __init__(
         self,
-        target: str,
+        target: str | Sequence[str],
         *,
         metrics_token: str | None = None,
         scrape_interval: str = "1s",
@@ -153,8 +153,13 @@ class PrometheusHarness:
         return list(body["data"]["activeTargets"])
 
     def wait_for_target(self, timeout: float = 30.0) -> None:
-        """Wait until the target has been scraped successfully (``health == "up"``)."""
-        self._until(lambda: any(t["health"] == "up" for t in self.targets()), timeout, f"{self.target} up")
+        """Wait until every target has been scraped successfully (``health == "up"``)."""
+        wanted = 1 if isinstance(self.target, str) else len(self.target)
+
+        def all_up() -> bool:
+            return sum(t["health"] == "up" for t in self.targets()) >= wanted
+
+        self._until(all_up, timeout, f"{self.target} up")
 
     def query(self, promql: str) -> Result:
         """Instant query at now: the result vector (a scalar comes back as one sample without labels)."""

@@ -114,10 +114,14 @@ def test_calibration_is_reproducible_and_order_free() -> None:
 def test_unreachable_targets_are_rejected_with_the_target_named() -> None:
     logits, labels = _realistic(200, 50, seed=9)
     assert sigma_for_fidelity(logits, 1.0).sigma == 0.0  # the unmodulated model is its own target
+    tied = torch.tensor([[1.0, 1.0, 0.0], [2.0, 0.0, 1.0]])
+    assert sigma_for_fidelity(tied, 1.0).sigma == 0.0  # ties: only σ = 0 reproduces every output
+    with pytest.raises(ValueError, match=r"target fidelity 0\.9 is above 0\.75"):
+        sigma_for_fidelity(tied, 0.9)
     with pytest.raises(ValueError, match=r"target fidelity 0\.01 .*chance level"):
         sigma_for_fidelity(logits, 0.01)
     clean = float((logits.argmax(dim=1) == labels).double().mean())
-    with pytest.raises(ValueError, match="above the unmodulated accuracy"):
+    with pytest.raises(ValueError, match=r"above 0\.\d+, the accuracy of the calibration set"):
         sigma_for_accuracy(logits, labels, min(1.0, clean + 0.05))
     with pytest.raises(ValueError, match="target fidelity must be a number"):
         sigma_for_fidelity(logits, math.nan)
