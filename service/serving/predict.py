@@ -60,7 +60,7 @@ class ClassResult:
 
 @dataclass(frozen=True, slots=True)
 class SegResult:
-    """Per-pixel class ids (H, W) uint8 of the modulated output and the pixels agreeing with the clean model."""
+    """Per-pixel class ids (H, W) uint8 of the modulated output; pixels agreeing with the clean model."""
 
     mask: torch.Tensor
     agreeing_pixels: int
