@@ -95,10 +95,21 @@ def build_seconds(logits: torch.Tensor, repeats: int) -> float:
     return statistics.median(runs)
 
 
+def by_threads(logits: torch.Tensor, repeats: int) -> dict[str, float]:
+    """The 0.9-fidelity solve with 1 and 2 torch threads (median seconds)."""
+    threads, out = torch.get_num_threads(), {}
+    for count in (1, 2):
+        torch.set_num_threads(count)
+        out[str(count)] = statistics.median(timed(lambda: sigma_for_fidelity(logits, 0.9), repeats)[1])
+    torch.set_num_threads(threads)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    load = [round(os.getloadavg()[0], 2)]
     logits, labels = realistic(10_000, 1_000, seed=0)
     print(f"torch threads {torch.get_num_threads()}, OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY')}")
     cases = [case("realistic", logits, None, t, args.repeats) for t in (0.99, 0.95, 0.9, 0.8, 0.5)]
@@ -106,14 +117,15 @@ def main() -> None:
     cases.append(case("near-ties", near_ties(10_000, 1_000, seed=1), None, 0.9, 2))
     vocab, _ = realistic(500, 49_152, seed=2)
     cases.append(case("vocabulary", vocab, None, 0.9, 2))
-    payload = {
+    payload: dict[str, Any] = {
         "what": "end-to-end sigma_for_fidelity / sigma_for_accuracy (curve build included)",
-        "load_average_1min_at_start_and_end": [round(os.getloadavg()[0], 2)],
+        "load_average_1min_at_start_and_end": load,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
         "build_seconds_10000x1000": build_seconds(logits, args.repeats),
         "cases": cases,
+        "fidelity_0.9_seconds_by_torch_threads": by_threads(logits, args.repeats),
     }
-    payload["load_average_1min_at_start_and_end"].append(round(os.getloadavg()[0], 2))
+    load.append(round(os.getloadavg()[0], 2))
     path = write("calibration", payload)
     for row in cases:
         print(

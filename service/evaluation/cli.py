@@ -18,7 +18,7 @@ def _run_utility(args: argparse.Namespace) -> int:
 
 
 def _run_focus(args: argparse.Namespace) -> int:
-    from service.evaluation.commands import focus_command
+    from service.evaluation.focus_command import focus_command
 
     return focus_command(args)
 
@@ -81,6 +81,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     focus.add_argument("--strengths", default="0:2.4:0.2", help="σ_f grid: start:stop:step or a list")
     focus.add_argument("--sigma", type=float, default=0.0, help="utility noise applied together (default 0)")
     focus.add_argument("--suppress", action="store_true", help="suppress the classes instead of boosting")
+    focus.add_argument(
+        "--separately", action="store_true", help="focus each class alone, one sweep each (Table 1)"
+    )
     focus.add_argument("--repeats", type=int, default=3, help="keyed sampling passes per σ_f")
     _out_option(focus)
     focus.set_defaults(run=_run_focus)

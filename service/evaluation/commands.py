@@ -8,7 +8,6 @@ Files written to ``--out``: ``<experiment>.csv``, ``<experiment>.png``, ``summar
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from service.errors import BadInput
 from service.evaluation import plots
 from service.evaluation.report import prepare_out_dir, write_csv, write_json
-from service.evaluation.spec import check_positive, parse_classes, parse_grid
+from service.evaluation.spec import check_positive, parse_grid
 from service.evaluation.summary import agreement, stages
 
 DEFAULT_LIMIT = {"semantic-segmentation": 100}
@@ -27,7 +26,7 @@ DEFAULT_LIMIT_OTHER = 1000
 CLASSIFY = ("text-classification", "image-classification", "semantic-segmentation")
 
 
-def _common(args: argparse.Namespace) -> Path:
+def common(args: argparse.Namespace) -> Path:
     """Checks shared by every command (before any model is loaded); returns the output folder."""
     if args.limit is not None:
         check_positive(args.limit, setting="--limit")
@@ -38,11 +37,11 @@ def _common(args: argparse.Namespace) -> Path:
     return out
 
 
-def _progress() -> bool:
+def progress() -> bool:
     return sys.stderr.isatty()
 
 
-def _classified(args: argparse.Namespace, command: str) -> tuple[Any, torch.Tensor, torch.Tensor, float]:
+def classified(args: argparse.Namespace, command: str) -> tuple[Any, torch.Tensor, torch.Tensor, float]:
     """Model, clean logits, truth and forward seconds for a classification or segmentation command."""
     from service.evaluation.datasets import load_eval_set
     from service.evaluation.forward import compute_logits, open_model, require_task
@@ -52,7 +51,7 @@ def _classified(args: argparse.Namespace, command: str) -> tuple[Any, torch.Tens
     limit = args.limit or DEFAULT_LIMIT.get(model.task, DEFAULT_LIMIT_OTHER)
     data = load_eval_set(model, args.data, limit)
     started = time.perf_counter()
-    logits = compute_logits(model, data.inputs, batch_size=args.batch_size, progress=_progress())
+    logits = compute_logits(model, data.inputs, batch_size=args.batch_size, progress=progress())
     if logits.dim() == 4 and tuple(logits.shape[2:]) != tuple(data.labels.shape[1:]):
         raise BadInput(f"--data masks are {tuple(data.labels.shape[1:])}, images {tuple(logits.shape[2:])}")
     return model, logits, data.labels, time.perf_counter() - started
@@ -65,10 +64,10 @@ def utility_command(args: argparse.Namespace) -> int:
     sigmas = parse_grid(args.sigmas, setting="--sigmas")
     repeats = check_positive(args.repeats, setting="--repeats")
     max_exact = check_positive(args.exact_pixels, setting="--exact-pixels")
-    out = _common(args)
-    model, logits, labels, forward_s = _classified(args, "aimserve eval utility")
+    out = common(args)
+    model, logits, labels, forward_s = classified(args, "aimserve eval utility")
     started = time.perf_counter()
-    rows = utility_table(logits, labels, sigmas, repeats, max_exact=max_exact, progress=_progress())
+    rows = utility_table(logits, labels, sigmas, repeats, max_exact=max_exact, progress=progress())
     sweep_s = time.perf_counter() - started
     write_csv(out / "utility.csv", rows)
     segmentation = logits.dim() == 4
@@ -112,49 +111,6 @@ def _col(rows: list[dict[str, float | int]], mean: str, std: str) -> tuple[list[
     return [float(r[mean]) for r in rows], [float(r[std]) for r in rows]
 
 
-def focus_command(args: argparse.Namespace) -> int:
-    """``eval focus``: focus.csv (one row per σ_f), focus.png, focus_table.md, summary.json."""
-    from service.evaluation.focus import focus_outcomes, focus_table, table1_markdown
-    from service.modulation import BOOST, SUPPRESS
-
-    strengths = parse_grid(args.strengths, setting="--strengths")
-    repeats = check_positive(args.repeats, setting="--repeats")
-    if not (math.isfinite(args.sigma) and args.sigma >= 0):
-        raise BadInput(f"--sigma must be a finite number >= 0, got {args.sigma}")
-    out = _common(args)
-    model, logits, labels, forward_s = _classified(args, "aimserve eval focus")
-    class_ids = parse_classes(args.classes, model.labels)
-    names = [model.labels[i] for i in class_ids]
-    sign = SUPPRESS if args.suppress else BOOST
-    outcomes = focus_outcomes(
-        logits,
-        labels,
-        class_ids,
-        strengths,
-        repeats=repeats,
-        sigma=args.sigma,
-        sign=sign,
-        progress=_progress(),
-    )
-    segmentation = logits.dim() == 4
-    table = focus_table(outcomes, strengths, class_ids, model.labels, segmentation=segmentation)
-    write_csv(out / "focus.csv", table)
-    (out / "focus_table.md").write_text(table1_markdown(table, names, segmentation=segmentation))
-    overall = {"accuracy" if not segmentation else "pixel accuracy": [float(r["accuracy"]) for r in table]}
-    if segmentation:
-        overall["mIoU"] = [float(r["miou"]) for r in table]
-    per_class = {n: [float(r[f"recall_{n}"]) for r in table] for n in names}
-    verb = "suppress" if args.suppress else "boost"
-    title = f"{model.name}: focus ({verb} {', '.join(names)}; σ = {args.sigma:g}; {len(logits)} inputs)"
-    plots.plot_focus(out / "focus.png", title, strengths, per_class, overall)
-    summary = {"model": model.name, "task": model.task, "inputs": len(logits), "classes": names,
-               "sign": verb, "sigma": args.sigma, "repeats": repeats, "forward_seconds": round(forward_s, 2),
-               "first": table[0], "last": table[-1]}  # fmt: skip
-    write_json(out / "summary.json", summary)
-    print(table1_markdown(table, names, segmentation=segmentation), end="")
-    return 0
-
-
 def generate_command(args: argparse.Namespace) -> int:
     """``eval generate``: generate.csv (one row per σ), generate.png, samples.txt, summary.json."""
     from service.evaluation.forward import open_model, require_task
@@ -164,7 +120,7 @@ def generate_command(args: argparse.Namespace) -> int:
     if not 1 <= args.max_new_tokens <= 512:
         raise BadInput(f"--max-new-tokens must be between 1 and 512, got {args.max_new_tokens}")
     questions = load_questions(Path(args.data) if args.data else None)
-    out = _common(args)
+    out = common(args)
     questions = questions[: args.limit] if args.limit else questions
     model = open_model(args.model, args.task)
     require_task(model, ("text-generation",), "aimserve eval generate")

@@ -18,7 +18,7 @@ from service.evaluation.metrics import accuracy, mean_iou, predictions, recall
 from service.evaluation.sampling import Outcome, modulated_outcome, repeat_keys
 from service.modulation import BOOST, RowKey, RowSpec
 
-Table = list[dict[str, float | int]]
+Table = list[dict[str, float | int | str]]
 
 
 def focus_outcomes(
@@ -66,23 +66,27 @@ def focus_table(
     labels: Sequence[str],
     *,
     segmentation: bool,
+    focus_column: str | None = None,
 ) -> Table:
     """One row per σ_f: per focused class recall/precision (mean over repeats) and recall change from the
     first strength; overall accuracy (pixel accuracy), mIoU for segmentation, fidelity, and their changes.
 
-    Recall of a class that never occurs in the labels is NaN (written as ``nan``).
+    Columns are ``recall_<class>``, ``recall_<class>_delta``, ``precision_<class>``; with ``focus_column``
+    (one class only) they are ``recall``, ``recall_delta``, ``precision`` after a first column ``focus``
+    holding that name. Recall of a class that never occurs in the labels is NaN (written as ``nan``).
     """
     rows: Table = []
     base: dict[str, float] = {}
     for i, strength in enumerate(strengths):
         cms = [o.confusion for o in outcomes[i]]
-        row: dict[str, float | int] = {"strength": strength}
+        row: dict[str, float | int | str] = {} if focus_column is None else {"focus": focus_column}
+        row["strength"] = strength
         for cls in class_ids:
-            name = labels[cls]
-            row[f"recall_{name}"] = _mean([recall(cm, cls) for cm in cms])
-            row[f"recall_{name}_delta"] = row[f"recall_{name}"] - base.get(name, row[f"recall_{name}"])
-            row[f"precision_{name}"] = _mean([_precision(cm, cls) for cm in cms])
-            base.setdefault(name, float(row[f"recall_{name}"]))
+            suffix = "" if focus_column is not None else f"_{labels[cls]}"
+            value = _mean([recall(cm, cls) for cm in cms])
+            row[f"recall{suffix}"] = value
+            row[f"recall{suffix}_delta"] = value - base.setdefault(f"recall{suffix}", value)
+            row[f"precision{suffix}"] = _mean([_precision(cm, cls) for cm in cms])
         overall = {"accuracy": _mean([accuracy(cm) for cm in cms])}
         if segmentation:
             overall["miou"] = _mean([mean_iou(cm) for cm in cms])
@@ -95,15 +99,14 @@ def focus_table(
     return rows
 
 
-def table1_markdown(table: Table, class_names: Sequence[str], *, segmentation: bool) -> str:
-    """The paper's Table 1 layout: one line per class, first column the value at the first σ_f (in %),
-    then the change in points at each further σ_f; a last line for the overall metric."""
-    head = [f"σ_f = {float(r['strength']):g}" for r in table]
-    lines = ["| class | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-    metrics = [(f"recall_{n}", n) for n in class_names]
-    metrics.append(("miou", "avg. mIoU") if segmentation else ("accuracy", "accuracy"))
-    for key, title in metrics:
-        cells = [f"{100.0 * float(table[0][key]):.2f}"]
-        cells += [f"{100.0 * (float(r[key]) - float(table[0][key])):+.2f}" for r in table[1:]]
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+def table1_markdown(lines: Sequence[tuple[str, Table, str]]) -> str:
+    """The paper's Table 1 layout. Each of ``lines`` is (title, table, column): the value at the table's
+    first σ_f (in %), then the change in points at each further σ_f. All tables share one σ_f grid."""
+    first = lines[0][1]
+    head = [f"σ_f = {float(r['strength']):g}" for r in first]
+    out = ["| | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for title, table, key in lines:
+        base = float(table[0][key])
+        cells = [f"{100.0 * base:.2f}"] + [f"{100.0 * (float(r[key]) - base):+.2f}" for r in table[1:]]
+        out.append(f"| {title} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"

@@ -90,6 +90,8 @@ def order_preservation_exact(logits: Tensor, sigma: float, *, points_per_sigma: 
     if rows.dim() != 2:
         raise ValueError(f"logits must have shape (C,) or (N, C), got {tuple(z.shape)}")
     s = float(_as_sigma(sigma))
+    if points_per_sigma < 8:
+        raise ValueError(f"points_per_sigma must be >= 8, got {points_per_sigma}")
     ordered = rows.sort(dim=1, descending=True).values
     result = _ties_limit(ordered) if s == 0 else _chain_probability(ordered, s, points_per_sigma)
     return result[0] if single else result

@@ -25,8 +25,8 @@ from service.presets.common import (
 )
 from service.presets.sources import SENTIMENT_LABELS, package_file, read_sentiment_tweets
 
-TRAIN_TEXTS = 4000
-TEST_TEXTS = 1000
+TRAIN_TEXTS = 6000
+TEST_TEXTS = 1500
 EPOCHS = 30
 
 

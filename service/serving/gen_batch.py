@@ -9,6 +9,7 @@ do not depend on the padding it travels with.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -52,29 +53,28 @@ def prefill(
     model: PreTrainedModel, prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
 ) -> tuple[torch.Tensor, KVBatch]:
     """Run the prompts (left-padded) through the model; returns the last position's logits (n, V) and the
-    new rows' cache. Only the last position goes through the LM head (``logits_to_keep=1``), as in
-    `generate`."""
+    new rows' cache."""
     from transformers import DynamicCache
 
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.int64)
     for i, p in enumerate(prompts):
         ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.int64)
-    kv = KVBatch(DynamicCache(config=model.config), [0] * len(prompts), 0)
-    kv.lengths = [len(p) for p in prompts]
-    kv.width = width
+    kv = KVBatch(DynamicCache(config=model.config), [len(p) for p in prompts], width)
     mask = kv.attention_mask(0, device)
     if mask is None:
         positions = torch.arange(width, device=device)[None, :].expand(len(prompts), -1)
     else:
         positions = (mask.cumsum(dim=-1) - 1).clamp_(min=0)
+    # Only the last position goes through the LM head when the model allows it, as in `generate`.
+    extra = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     out = model(
         input_ids=ids.to(device),
         attention_mask=mask,
         position_ids=positions,
         past_key_values=kv.cache,
         use_cache=True,
-        logits_to_keep=1,
+        **extra,
     )
     return out.logits[:, -1, :], kv
 

@@ -70,6 +70,11 @@ class Worker:
         self._mod: ModulationBatch | None = None
         self._sampling = SamplingBatch(None, None, None)
 
+    def arm(self) -> None:
+        """Allow ``run`` to serve again after a ``stop`` (call before starting a new thread)."""
+        with self.cond:
+            self._stopping = False
+
     def stop(self) -> None:
         with self.cond:
             self._stopping = True
@@ -83,12 +88,12 @@ class Worker:
                 except Exception:  # a failed forward must not kill the engine for later requests
                     log.exception("generation step failed; failing the %d rows in the batch", len(self._rows))
                     failed = self._rows + [r for r in new if r not in self._rows]
-                    self._fail(failed, AimError("generation failed on the model host"))
+                    self._fail(failed, lambda: AimError("generation failed on the model host"))
                     self._reset()
-        self._fail(self._rows, Unavailable("the generation engine is shutting down"))
         with self.cond:
             pending, self.waiting = list(self.waiting), deque()
-        self._fail(pending, Unavailable("the generation engine is shutting down"))
+        self._fail(self._rows + pending, lambda: Unavailable("the generation engine is shutting down"))
+        self._reset()
 
     def _admit(self) -> list[Row] | None:
         """Rows to prefill now; blocks while idle; None once stopping."""
@@ -190,8 +195,9 @@ class Worker:
     def _reset(self) -> None:
         self._rows, self._kv, self._logits, self._mod = [], None, None, None
 
-    def _fail(self, rows: list[Row], exc: AimError) -> None:
-        self._out.extend((row, exc) for row in rows if not row.cancelled)
+    def _fail(self, rows: list[Row], error: Callable[[], AimError]) -> None:
+        """Give every live row in ``rows`` its own exception (one instance per consumer's traceback)."""
+        self._out.extend((row, error()) for row in rows if not row.cancelled)
         self._flush()
 
     def _flush(self) -> None:

@@ -171,6 +171,7 @@ class GenerationEngine:
         if self._thread is not None:
             return
         self._loop = asyncio.get_running_loop()
+        self._worker.arm()
         self._thread = threading.Thread(target=self._worker.run, name="aim-generation", daemon=True)
         self._thread.start()
 

@@ -66,7 +66,6 @@ def test_unmodulated_answers_are_plain_greedy_decoding(lm):
 
 
 def test_generation_on_a_classifier_is_refused(capsys, tmp_path):
-    pytest.importorskip("service.presets.digits")
     code = main(["eval", "generate", "--model", "digits", "--out", str(tmp_path)])
     assert code == 2
     assert "needs a model for text-generation" in capsys.readouterr().err

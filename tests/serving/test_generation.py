@@ -219,6 +219,31 @@ def test_a_consumer_that_goes_away_frees_its_row(lm, prompts, plain) -> None:
     assert len(steps) < 200  # neither cancelled row ran to its 200 tokens
 
 
+def test_stop_fails_unfinished_requests_and_the_engine_can_restart(lm, prompts, plain) -> None:
+    model, tok = lm
+
+    async def main():
+        engine = GenerationEngine(model, tok, device="cpu", max_batch_size=1, max_wait_ms=0, max_queue=4)
+        with pytest.raises(Unavailable, match="not running"):
+            await engine.submit(req(prompts[0]))
+        await engine.start()
+        running = await engine.submit(req(prompts[0], max_new_tokens=200))
+        waiting = await engine.submit(req(prompts[1]))
+        await anext(running)
+        await engine.stop()
+        for stream in (running, waiting):
+            with pytest.raises(Unavailable, match="shutting down"):
+                async for _ in stream:
+                    pass
+        await engine.start()
+        try:
+            return await collect(await engine.submit(req(prompts[2])))
+        finally:
+            await engine.stop()
+
+    assert list(asyncio.run(main()).token_ids) == plain[2]
+
+
 def test_focus_boost_makes_the_target_more_frequent(lm, prompts) -> None:
     _, tok = lm
     target = set(focus_token_ids(tok, ["very"]))
