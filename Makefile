@@ -4,6 +4,8 @@
 # Both are idempotent: setup is skipped while pyproject.toml and this file are unchanged.
 
 PYTHON ?= python3.11
+# On a shared machine OpenMP spin-waiting makes torch many times slower; passive waiting costs ~nothing.
+export OMP_WAIT_POLICY ?= PASSIVE
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-done

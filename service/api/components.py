@@ -20,7 +20,7 @@ from service.api.policy import FocusResolver, label_resolver
 from service.api.records import RequestRecords
 from service.metrics import Metrics
 from service.models import LoadedModel, calibration_logits, load_model
-from service.modulation.calibration import sigma_for_fidelity
+from service.modulation.calibration import Top1Curve, solve_sigma
 from service.presets import resolve_model_path
 from service.serving.batcher import BatchStats, DynamicBatcher
 from service.serving.generation import GenerationEngine, focus_token_ids
@@ -67,13 +67,17 @@ class Components:
 
 
 def fidelity_solver(model: LoadedModel) -> Callable[[float], float]:
-    """σ for a target fidelity on the model's calibration inputs; logits computed once, on first use."""
-    cache: dict[str, Any] = {}
+    """σ for a target fidelity on the model's calibration inputs.
+
+    The calibration logits and their `Top1Curve` are computed once, on first use, and shared by every
+    tier and every reload.
+    """
+    cache: dict[str, Top1Curve] = {}
 
     def solve(target: float) -> float:
-        if "logits" not in cache:
-            cache["logits"] = calibration_logits(model)[0]
-        return sigma_for_fidelity(cache["logits"], target).sigma
+        if "curve" not in cache:
+            cache["curve"] = Top1Curve(calibration_logits(model)[0])
+        return solve_sigma(cache["curve"], target).sigma
 
     return solve
 

