@@ -35,7 +35,22 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return calibrate_command(args)
 
 
-def _model_options(p: argparse.ArgumentParser, *, default_model: str | None = None) -> None:
+_DATA_HELP = (
+    "evaluation data: JSONL of {text, label}, a folder of images per class, or a folder with "
+    "images/ and masks/ (default: the preset's held-out split)"
+)
+_QUESTIONS_HELP = (
+    'questions: JSONL of {"kind", "question", "answers": [...]} (default: the 30 built-in questions)'
+)
+
+
+def _model_options(
+    p: argparse.ArgumentParser,
+    *,
+    default_model: str | None = None,
+    data_help: str = _DATA_HELP,
+    limit_help: str = "use at most this many inputs (default 1000; 100 images for segmentation)",
+) -> None:
     p.add_argument(
         "--model",
         required=default_model is None,
@@ -43,15 +58,8 @@ def _model_options(p: argparse.ArgumentParser, *, default_model: str | None = No
         help="preset name or model directory",
     )
     p.add_argument("--task", default=None, help="override the task inferred from the model's config")
-    p.add_argument(
-        "--data",
-        default=None,
-        help="evaluation data: JSONL of {text, label}, a folder of images per class, or a folder with "
-        "images/ and masks/ (default: the preset's held-out split)",
-    )
-    p.add_argument(
-        "--limit", type=int, default=None, help="use at most this many items (default: see --help)"
-    )
+    p.add_argument("--data", default=None, help=data_help)
+    p.add_argument("--limit", type=int, default=None, help=limit_help)
     p.add_argument("--batch-size", type=int, default=32, help="items per model forward pass")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the CPU is shared)")
 
@@ -89,7 +97,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     focus.set_defaults(run=_run_focus)
 
     gen = esub.add_parser("generate", help="LLM short answers under each σ: accuracy and samples")
-    _model_options(gen, default_model="smollm2-135m")
+    _model_options(
+        gen, default_model="smollm2-135m", data_help=_QUESTIONS_HELP, limit_help="the first N questions only"
+    )
     gen.add_argument("--sigmas", default="0,0.5,1,2", help="start:stop:step or a list a,b,c (logit units)")
     gen.add_argument("--max-new-tokens", type=int, default=24, help="tokens generated per answer")
     _out_option(gen)
@@ -98,7 +108,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     cal = sub.add_parser(
         "calibrate", help="the σ reaching a target fidelity or accuracy; can edit tiers.yaml"
     )
-    _model_options(cal)
+    _model_options(cal, limit_help="calibration outputs (default 1000; 20000 pixels for segmentation)")
     target = cal.add_mutually_exclusive_group(required=True)
     target.add_argument(
         "--target-fidelity", type=float, help="top-1 agreement with the full model, in (0, 1)"

@@ -55,6 +55,7 @@ def load_eval_set(model: LoadedModel, data: str | None, limit: int | None) -> Ev
     inputs, labels = raw
     if not inputs:
         raise BadInput(f"--data {source!r} holds no inputs")
+    _check_ids(labels, model, source)
     pick = subset(len(inputs), limit)
     return EvalSet([inputs[i] for i in pick], labels[pick], source)
 
@@ -74,16 +75,14 @@ def _held_out(model: LoadedModel, path: Path) -> Raw:
         raise BadInput(f"--data {str(path)!r}: the held-out set has no {what} to score against")
     if (data.kind == "text") != (model.task == TEXT_CLASSIFICATION):
         raise BadInput(f"--data {str(path)!r} holds {data.kind} inputs; the model's task is {model.task}")
-    labels = torch.as_tensor(np.asarray(truth), dtype=torch.int64)
-    _check_ids(labels, model, str(path))
-    return list(data.inputs), labels
+    return list(data.inputs), torch.as_tensor(np.asarray(truth), dtype=torch.int64)
 
 
 def _check_ids(labels: torch.Tensor, model: LoadedModel, source: str) -> None:
     valid = labels[labels != 255] if model.task == SEMANTIC_SEGMENTATION else labels
     if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= len(model.labels)):
         raise BadInput(
-            f"--data {source!r}: class ids must lie in [0, {len(model.labels)}), "
+            f"--data {source!r}: class ids must lie in [0, {len(model.labels)}) (255 = not scored), "
             f"found {int(valid.min())}..{int(valid.max())}"
         )
 

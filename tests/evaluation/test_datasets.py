@@ -92,6 +92,15 @@ def test_image_and_mask_pairs(tmp_path, digits_seg):
     assert float(clean_row(tmp_path / "out")["accuracy_mean"]) == pytest.approx(accuracy(cm), abs=1e-6)
 
 
+def test_mask_with_an_unknown_class_id_exits_2(tmp_path, capsys, digits_seg):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images" / "a.png").write_bytes(held_out(digits_seg.path).inputs[0])
+    Image.fromarray(np.full((64, 64), 40, dtype=np.uint8)).save(tmp_path / "masks" / "a.png")
+    assert run_utility(tmp_path, tmp_path / "out", "digits-seg") == 2
+    assert "class ids must lie in [0, 11)" in capsys.readouterr().err
+
+
 def test_data_of_the_wrong_kind_exits_2(tmp_path, capsys, digits):
     path = tmp_path / "texts.jsonl"
     path.write_text(json.dumps({"text": "a", "label": "0"}) + "\n")
