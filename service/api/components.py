@@ -23,7 +23,7 @@ from service.models import LoadedModel, calibration_logits, load_model
 from service.modulation.calibration import Top1Curve, solve_sigma
 from service.presets import resolve_model_path
 from service.serving.batcher import BatchStats, DynamicBatcher
-from service.serving.generation import GenerationEngine, focus_token_ids
+from service.serving.generation import GenerationEngine, StepStats, focus_token_ids
 from service.serving.predict import Row, classify_batch, segment_batch
 from service.settings import Settings
 from service.store import EmbeddedRedis, RateLimiter, TenantStore, make_redis
@@ -88,6 +88,17 @@ def on_batch(metrics: Metrics, task: str) -> Callable[[BatchStats], None]:
         metrics.observe_forward(task, stats.run_seconds)
         for wait, row in zip(stats.waits, stats.payloads, strict=True):
             metrics.observe_queue_wait(getattr(row, "tag", "-"), wait)
+
+    return observe
+
+
+def step_hook(metrics: Metrics) -> Callable[[StepStats], None]:
+    """Per decoding step, from the engine's worker thread (prometheus_client is thread-safe)."""
+
+    def observe(stats: StepStats) -> None:
+        metrics.observe_batch(stats.batch_size)
+        metrics.observe_forward("text-generation", stats.step_s)
+        metrics.set_queue_depth(stats.queue_depth)
 
     return observe
 
@@ -175,6 +186,7 @@ async def _start_engine(c: Components) -> None:
             max_batch_size=s.max_batch_size,
             max_wait_ms=s.max_wait_ms,
             max_queue=s.queue_size,
+            metrics_hook=step_hook(c.metrics),
         )
         await c.generator.start()
         c._stack.push_async_callback(c.generator.stop)

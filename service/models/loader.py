@@ -108,13 +108,15 @@ def load_model(
     torch_dtype = resolve_dtype(dtype, torch_device)
     try:
         parts = _load_parts(directory, gguf_file, resolved_task, torch_dtype)
+        model = parts["model"].to(torch_device).eval()
     except ConfigError:
         raise
-    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, RuntimeError alike
+    except (
+        Exception
+    ) as exc:  # transformers and torch raise OSError, ValueError, KeyError, RuntimeError (CUDA OOM) alike
         raise ConfigError(
             f"cannot load {directory} for {resolved_task}: {type(exc).__name__}: {exc}"
         ) from exc
-    model = parts["model"].to(torch_device).eval()
     manifest = read_json(directory / MANIFEST) if (directory / MANIFEST).is_file() else {}
     name = str(manifest.get("name") or (Path(gguf_file).stem if gguf_file else directory.name))
     return LoadedModel(
