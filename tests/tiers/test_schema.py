@@ -16,13 +16,13 @@ REPO_TIERS = Path(__file__).resolve().parents[2] / "tiers.yaml"
 A = "default_tier: a\ntiers:\n  a: "  # a file with one tier `a`, whose settings each case appends
 
 
-def test_the_repository_tiers_file_is_the_contract_example() -> None:
+def test_the_repository_tiers_file_has_the_contract_tiers_as_fidelity_targets() -> None:
     solver = BisectionSolver()
     tiers = parse_tiers(REPO_TIERS.read_text(), solver)
     assert tiers.default_tier == "free"
     assert set(tiers.tiers) == {"premium", "standard", "free"}
     premium, standard, free = (tiers.tiers[n] for n in ("premium", "standard", "free"))
-    assert (premium.sigma, standard.sigma) == (0.0, 1.0)
+    assert premium.sigma == 0.0 and standard.target_fidelity == 0.9
     assert premium.rate_limit is not None and premium.rate_limit.requests_per_minute == 600
     assert standard.rate_limit is None
     assert (premium.focus.allowed, premium.focus.max_strength) == (True, 3.0)
@@ -30,8 +30,9 @@ def test_the_repository_tiers_file_is_the_contract_example() -> None:
     assert not free.focus.allowed
     assert free.rate_limit is not None and free.rate_limit.requests_per_minute == 30
     # target_fidelity went through the solver, and the σ it gave achieves the fidelity asked for.
-    assert solver.calls == [0.7] and free.target_fidelity == 0.7
-    assert free.sigma > 0
+    assert sorted(solver.calls) == [0.7, 0.9] and free.target_fidelity == 0.7
+    assert 0 < standard.sigma < free.sigma
+    assert solver.fidelity(standard.sigma) == pytest.approx(0.9, abs=0.01)
     assert solver.fidelity(free.sigma) == pytest.approx(0.7, abs=0.01)
     assert tiers.sigmas() == {"premium": 0.0, "standard": 1.0, "free": free.sigma}
     assert free.as_json() == {
