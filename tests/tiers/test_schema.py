@@ -34,7 +34,7 @@ def test_the_repository_tiers_file_has_the_contract_tiers_as_fidelity_targets() 
     assert 0 < standard.sigma < free.sigma
     assert solver.fidelity(standard.sigma) == pytest.approx(0.9, abs=0.01)
     assert solver.fidelity(free.sigma) == pytest.approx(0.7, abs=0.01)
-    assert tiers.sigmas() == {"premium": 0.0, "standard": 1.0, "free": free.sigma}
+    assert tiers.sigmas() == {"premium": 0.0, "standard": standard.sigma, "free": free.sigma}
     assert free.as_json() == {
         "sigma": free.sigma,
         "target_fidelity": 0.7,
