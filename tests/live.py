@@ -10,7 +10,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,16 @@ SECRET = "test-secret-0123456789abcdef"
 def state_dir() -> Path:
     """Where presets are built and cached across test runs (AIM_STATE_DIR or <repo>/.aimserve)."""
     return Path(os.environ.get("AIM_STATE_DIR", REPO / ".aimserve"))
+
+
+def wait_for(check: Callable[[], object], timeout_s: float = 10.0) -> bool:
+    """Poll ``check`` every 0.1 s until it returns something truthy; False after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def free_port() -> int:

@@ -6,23 +6,13 @@ Model: the real `minilm-sentiment` preset. Redis: a real server. Client: httpx a
 from __future__ import annotations
 
 import base64
-import time
 
 import httpx
 import pytest
 
-from tests.live import ADMIN_TOKEN, LiveService
+from tests.live import ADMIN_TOKEN, LiveService, wait_for
 
 TEXTS = ["I love this, what a great day!", "This is awful and I hate it.", "The meeting is at 3pm."]
-
-
-def _wait_for(check: object, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_health_ready_and_openapi(text_service: LiveService) -> None:
@@ -64,7 +54,7 @@ def test_key_lifecycle_create_use_rotate_revoke(text_service: LiveService) -> No
             assert c1.get("/v1/me").status_code == 200  # older keys live until revoked
             assert c2.get("/v1/me").status_code == 200
             assert a.delete(f"/admin/tenants/{tenant}/keys/{old_id}").status_code == 204
-            assert _wait_for(lambda: c1.get("/v1/me").status_code == 401, 6.0)
+            assert wait_for(lambda: c1.get("/v1/me").status_code == 401, 6.0)
             body = c1.get("/v1/me").json()
             assert body["error"]["code"] == "unauthorized"
             assert c2.get("/v1/me").status_code == 200
@@ -110,7 +100,7 @@ def test_tier_change_takes_effect(text_service: LiveService) -> None:
     with text_service.client(key) as c, text_service.admin() as a:
         assert c.get("/v1/me").json()["sigma"] == 4.0
         assert a.patch(f"/admin/tenants/{tenant}", json={"tier": "premium"}).status_code == 200
-        assert _wait_for(lambda: c.get("/v1/me").json()["tier"] == "premium", 6.0)
+        assert wait_for(lambda: c.get("/v1/me").json()["tier"] == "premium", 6.0)
         r = c.post("/v1/classify", json={"inputs": TEXTS[:1]}).json()
         assert r["modulation"]["sigma"] == 0.0
         bad = a.patch(f"/admin/tenants/{tenant}", json={"tier": "platinum"})
@@ -131,11 +121,11 @@ def test_focus_policy_is_enforced(text_service: LiveService) -> None:
         assert r.status_code == 400 and "3.5" in r.json()["error"]["message"]
         r = p.put("/v1/me/focus", json=focus)
         assert r.status_code == 200 and r.json()["focus"]["classes"] == ["positive"]
-        assert _wait_for(
+        assert wait_for(
             lambda: p.post("/v1/classify", json={"inputs": TEXTS[2:]}).json()["modulation"]["focus"]
         )
         assert p.delete("/v1/me/focus").status_code == 204
-        assert _wait_for(lambda: p.get("/v1/me").json()["focus"] is None)
+        assert wait_for(lambda: p.get("/v1/me").json()["focus"] is None)
 
 
 def test_focus_boost_raises_the_target_class(text_service: LiveService) -> None:
@@ -144,7 +134,7 @@ def test_focus_boost_raises_the_target_class(text_service: LiveService) -> None:
     with text_service.client(key) as c:
         before = c.post("/v1/classify", json={"inputs": texts}).json()["results"]
         assert c.put("/v1/me/focus", json={"classes": ["positive"], "strength": 3.0}).status_code == 200
-        assert _wait_for(lambda: c.get("/v1/me").json()["focus"] is not None)
+        assert wait_for(lambda: c.get("/v1/me").json()["focus"] is not None)
         after = c.post("/v1/classify", json={"inputs": texts}).json()["results"]
     share = [sum(r["label"] == "positive" for r in rs) / len(rs) for rs in (before, after)]
     assert share[1] > share[0], share

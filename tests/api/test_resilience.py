@@ -7,20 +7,10 @@ restarts on the same port and data directory.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from service.store import EmbeddedRedis
-from tests.live import LiveService
-
-
-def _wait_for(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
+from tests.live import LiveService, wait_for
 
 
 def _sigma(service: LiveService, tier: str) -> float:
@@ -36,7 +26,7 @@ def test_tiers_edit_is_picked_up_live_and_a_broken_edit_is_rejected(
         _, key = service.new_tenant("standard")
         assert _sigma(service, "standard") == 1.0
         tiers_file.write_text(tiers_file.read_text().replace("sigma: 1.0", "sigma: 1.5"))
-        assert _wait_for(lambda: _sigma(service, "standard") == 1.5), "edit not picked up"
+        assert wait_for(lambda: _sigma(service, "standard") == 1.5), "edit not picked up"
         with service.client(key) as c:
             assert c.get("/v1/me").json()["sigma"] == 1.5
         good = tiers_file.read_text()
@@ -57,7 +47,7 @@ def test_tiers_edit_is_picked_up_live_and_a_broken_edit_is_rejected(
                 "  standard:\n    sigma: 1.5\n    rate_limit: {requests_per_minute: 100}\n",
             ).replace("  tiny:", "  gone:")
         )
-        assert _wait_for(lambda: "gone" in service.admin().get("/admin/tiers").json()["tiers"])
+        assert wait_for(lambda: "gone" in service.admin().get("/admin/tiers").json()["tiers"])
     finally:
         service.stop()
 
@@ -70,7 +60,7 @@ def test_tenant_whose_tier_disappears_falls_back_to_default(
         _, key = service.new_tenant("standard")
         tiers_file.write_text(tiers_file.read_text().replace("  standard:", "  renamed:"))
         with service.client(key) as c:
-            assert _wait_for(lambda: c.get("/v1/me").json()["tier"] == "free")
+            assert wait_for(lambda: c.get("/v1/me").json()["tier"] == "free")
     finally:
         service.stop()
 
@@ -115,8 +105,8 @@ def test_redis_outage_and_recovery(tmp_path: Path, sentiment_preset: str, tiers_
             assert w.status_code == 503  # never acknowledged, so never lost
         redis.start()
         with service.client(key) as c, service.client(unseen) as u, service.admin() as a:
-            assert _wait_for(lambda: c.get("/readyz").status_code == 200, 15.0)
-            assert _wait_for(lambda: u.get("/v1/me").status_code == 200, 15.0)
+            assert wait_for(lambda: c.get("/readyz").status_code == 200, 15.0)
+            assert wait_for(lambda: u.get("/v1/me").status_code == 200, 15.0)
             names = [t["name"] for t in a.get("/admin/tenants").json()["tenants"]]
             assert "survivor" in names and "lost?" not in names
             assert a.get(f"/admin/tenants/{tenant}").status_code == 200
