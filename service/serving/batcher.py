@@ -105,6 +105,8 @@ class DynamicBatcher(Generic[T, R]):
         for row in rows:
             self._queue.put_nowait(row)
         try:
+            if len(rows) == 1:
+                return [await rows[0].future]
             return list(await asyncio.gather(*(r.future for r in rows)))
         except asyncio.CancelledError:
             for row in rows:
@@ -138,13 +140,15 @@ class DynamicBatcher(Generic[T, R]):
         rows = [first]
         deadline = time.perf_counter() + self._max_wait
         while len(rows) < self._max_batch:
+            # Rows already queued are taken without awaiting: an await per row costs more than the
+            # forward pass of a small model.
+            while len(rows) < self._max_batch and not self._queue.empty():
+                rows.append(self._queue.get_nowait())
             timeout = deadline - time.perf_counter()
+            if len(rows) >= self._max_batch or timeout <= 0:
+                break
             try:
-                rows.append(
-                    self._queue.get_nowait()
-                    if timeout <= 0
-                    else await asyncio.wait_for(self._queue.get(), timeout)
-                )
-            except (asyncio.QueueEmpty, TimeoutError):
+                rows.append(await asyncio.wait_for(self._queue.get(), timeout))
+            except TimeoutError:
                 break
         return [r for r in rows if not r.future.cancelled()]
