@@ -47,13 +47,7 @@ def plot_utility(
         ax.plot(sigmas, _pct(values), linestyle=style, color="black", linewidth=1.0, label=name)
     if chance is not None:
         ax.axhline(100.0 * chance, color="grey", linestyle=":", linewidth=1.0, label="chance (1/C)")
-    ax.set_xlabel("σ (utility noise, logit units)")
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(plt, fig, path)
+    return _finish_sigma_axes(plt, fig, ax, title, path)
 
 
 def plot_focus(
@@ -94,13 +88,7 @@ def plot_generation(
         width = 2.0 if name == "all" else 1.0
         ax.plot(sigmas, _pct(values), marker="o", linewidth=width, label=f"correct: {name}")
     ax.plot(sigmas, _pct(step_fidelity), "k--", marker="x", linewidth=1.0, label="step fidelity")
-    ax.set_xlabel("σ (utility noise, logit units)")
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 100)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(plt, fig, path)
+    return _finish_sigma_axes(plt, fig, ax, title, path)
 
 
 def _save(plt: Any, fig: Any, path: Path) -> Path:
@@ -108,3 +96,14 @@ def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _finish_sigma_axes(plt: Any, fig: Any, ax: Any, title: str, path: Path) -> Path:
+    """Label a percentage-vs-σ plot, then save it."""
+    ax.set_xlabel("σ (utility noise, logit units)")
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, path)
