@@ -10,7 +10,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,9 @@ import uvicorn
 
 from service.api.app import create_app
 from service.api.components import Components, start_components
+from service.presets import build_preset
 from service.settings import Settings
+from service.store import EmbeddedRedis
 
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -99,3 +101,11 @@ class LiveService:
             r.raise_for_status()
             body = r.json()
         return body["tenant"]["id"], body["api_key"]
+
+
+def serve_preset(name: str, redis: EmbeddedRedis, tiers: Path) -> Iterator[LiveService]:
+    """Build (cached) the preset ``name`` and serve it until the generator is closed."""
+    build_preset(name, state_dir())
+    service = LiveService(name, tiers, redis.url).start()
+    yield service
+    service.stop()

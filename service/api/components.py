@@ -7,6 +7,7 @@ fresh metrics registry, exactly as `start_components` does for the real service.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -166,11 +167,17 @@ def _reload_hook(metrics: Metrics) -> Callable[[bool, dict[str, float]], None]:
 
 
 def _resolver(model: LoadedModel) -> FocusResolver:
+    """Focus targets -> class or token ids. Every request of a focused tenant resolves its targets, so
+    the generation resolver memoises tokenization per target list (a tenant has one at a time)."""
     if model.task == "text-generation":
         tokenizer = model.tokenizer
 
-        def resolve(strings: Sequence[str]) -> tuple[int, ...]:
+        @functools.lru_cache(maxsize=4096)
+        def tokens(strings: tuple[str, ...]) -> tuple[int, ...]:
             return focus_token_ids(tokenizer, strings)
+
+        def resolve(strings: Sequence[str]) -> tuple[int, ...]:
+            return tokens(tuple(strings))
 
         return resolve
     return label_resolver(model.labels)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -30,6 +31,7 @@ class Record:
 
 class RequestRecords:
     def __init__(self, redis: Redis, ttl_s: int = RECORD_TTL_S) -> None:
+        """``redis`` is a ``decode_responses=True`` client (`service.store.make_redis`)."""
         self._redis = redis
         self._ttl = ttl_s
 
@@ -51,10 +53,7 @@ class RequestRecords:
             raise Unavailable(
                 "request records are unavailable", code="dependency_unavailable", retry_after=5
             ) from None
-        fields = {
-            k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v
-            for k, v in raw.items()
-        }
+        fields = cast(dict[str, str], raw)  # the store's client decodes responses (make_redis)
         if not fields or fields.get("tenant") != tenant:
             raise NotFound(f"no request {request_id} of yours is known (records last a day)")
         return Record(fields["tenant"], fields["tier"], json.loads(fields["labels"]))

@@ -9,7 +9,7 @@ import pytest
 
 from service.presets import build_preset
 from service.store import EmbeddedRedis
-from tests.live import LiveService, state_dir
+from tests.live import LiveService, serve_preset, state_dir
 
 TIERS = """\
 default_tier: free
@@ -64,6 +64,4 @@ def module_tiers(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def text_service(
     redis_server: EmbeddedRedis, sentiment_preset: str, module_tiers: Path
 ) -> Iterator[LiveService]:
-    service = LiveService(sentiment_preset, module_tiers, redis_server.url).start()
-    yield service
-    service.stop()
+    yield from serve_preset(sentiment_preset, redis_server, module_tiers)

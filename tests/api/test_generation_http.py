@@ -11,18 +11,15 @@ import pytest
 import torch
 from openai import OpenAI, RateLimitError
 
-from service.presets import build_preset
 from service.serving.generation import encode_prompt
 from service.store import EmbeddedRedis
-from tests.live import LiveService, state_dir
+from tests.api.conftest import serve_preset
+from tests.live import LiveService
 
 
 @pytest.fixture(scope="module")
 def llm_service(redis_server: EmbeddedRedis, module_tiers: Path) -> Iterator[LiveService]:
-    build_preset("smollm2-135m", state_dir())
-    service = LiveService("smollm2-135m", module_tiers, redis_server.url).start()
-    yield service
-    service.stop()
+    yield from serve_preset("smollm2-135m", redis_server, module_tiers)
 
 
 def _openai(service: LiveService, key: str) -> OpenAI:

@@ -12,9 +12,8 @@ import pytest
 from PIL import Image
 
 from service.models import held_out
-from service.presets import build_preset
 from service.store import EmbeddedRedis
-from tests.live import LiveService, state_dir
+from tests.live import LiveService, serve_preset, state_dir
 
 
 def _b64(png: bytes) -> dict[str, str]:
@@ -23,18 +22,12 @@ def _b64(png: bytes) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def digits_service(redis_server: EmbeddedRedis, module_tiers: Path) -> Iterator[LiveService]:
-    build_preset("digits", state_dir())
-    service = LiveService("digits", module_tiers, redis_server.url).start()
-    yield service
-    service.stop()
+    yield from serve_preset("digits", redis_server, module_tiers)
 
 
 @pytest.fixture(scope="module")
 def seg_service(redis_server: EmbeddedRedis, module_tiers: Path) -> Iterator[LiveService]:
-    build_preset("digits-seg", state_dir())
-    service = LiveService("digits-seg", module_tiers, redis_server.url).start()
-    yield service
-    service.stop()
+    yield from serve_preset("digits-seg", redis_server, module_tiers)
 
 
 def test_digits_premium_is_accurate_and_free_is_noisier(digits_service: LiveService) -> None:

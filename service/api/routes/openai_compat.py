@@ -78,13 +78,8 @@ async def completions(body: CompletionRequest, caller: CallerDep, c: ComponentsD
     if body.stream:
 
         def frame(e: GenerationEvent) -> dict[str, Any]:
-            done = isinstance(e, GenerationDone)
-            choice = {
-                "index": 0,
-                "text": "" if done else e.text,
-                "logprobs": None,
-                "finish_reason": e.finish_reason if isinstance(e, GenerationDone) else None,
-            }
+            text, reason = ("", e.finish_reason) if isinstance(e, GenerationDone) else (e.text, None)
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
             return {**head, "choices": [choice]}
 
         return sse(c, caller, stream, frame)

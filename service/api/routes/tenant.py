@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 
 from service.api import schemas
 from service.api.deps import Caller, CallerDep, ComponentsDep
-from service.api.policy import check_focus_request, effective_focus
+from service.api.policy import EffectiveFocus, check_focus_request
 from service.errors import BadInput
 from service.store import FocusPref
 
@@ -36,12 +36,13 @@ async def me(caller: CallerDep) -> dict[str, Any]:
 @router.put("/me/focus", response_model=schemas.MeResponse)
 async def set_focus(body: schemas.FocusRequest, caller: CallerDep, c: ComponentsDep) -> dict[str, Any]:
     policy = caller.tier.focus
-    check_focus_request(body.classes, body.strength, policy.allowed, policy.max_strength, c.focus_resolver)
+    ids = check_focus_request(
+        body.classes, body.strength, policy.allowed, policy.max_strength, c.focus_resolver
+    )
     pref = FocusPref(classes=body.classes, strength=body.strength, direction=body.direction)
     tenant = await c.store.update_tenant(caller.tenant.id, focus=pref)
-    focus = effective_focus(
-        pref.classes, pref.strength, pref.direction, policy.allowed, policy.max_strength, c.focus_resolver
-    )
+    # Checked just above against this tier: the focus in force is exactly what was asked.
+    focus = EffectiveFocus(tuple(body.classes), ids, body.strength, body.direction)
     return me_json(Caller(tenant, caller.tier, focus))
 
 
