@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.modulation import RowSpec
-from service.serving.gen_text import StreamText
-from service.serving.gen_types import (
+from service.serving.generation.text import StreamText
+from service.serving.generation.types import (
     Fidelity,
     FinishReason,
     GenerationDone,

@@ -1,6 +1,6 @@
 """The generation engine's request, event and statistics types, and the one place requests are checked.
 
-A `GenerationRequest` carries token ids (the web layer builds them with `service.serving.gen_text`) and
+A `GenerationRequest` carries token ids (the web layer builds them with `service.serving.generation.text`) and
 the row's modulation settings. `validate_request` checks it once, at `GenerationEngine.submit`; the
 decoding loop trusts what passed.
 """

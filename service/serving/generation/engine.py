@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from service.errors import AimError, ConfigError, Unavailable
-from service.serving.gen_batch import cache_is_mergeable
-from service.serving.gen_row import Row
-from service.serving.gen_text import StreamText, encode_chat, encode_prompt, focus_token_ids
-from service.serving.gen_types import (
+from service.serving.generation.batch import cache_is_mergeable
+from service.serving.generation.row import Row
+from service.serving.generation.text import StreamText, encode_chat, encode_prompt, focus_token_ids
+from service.serving.generation.types import (
     Fidelity,
     FinishReason,
     GenerationDone,
@@ -39,7 +39,7 @@ from service.serving.gen_types import (
     Usage,
     validate_request,
 )
-from service.serving.gen_worker import Worker, WorkerConfig
+from service.serving.generation.worker import Worker, WorkerConfig
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase

@@ -22,10 +22,10 @@ import torch
 
 from service.errors import AimError, Unavailable
 from service.modulation import ModulationBatch, modulate
-from service.serving import gen_batch
-from service.serving.gen_row import Item, Row
-from service.serving.gen_sampling import SamplingBatch, choose_tokens
-from service.serving.gen_types import GenerationDone, StepStats
+from service.serving.generation import batch as gen_batch
+from service.serving.generation.row import Item, Row
+from service.serving.generation.sampling import SamplingBatch, choose_tokens
+from service.serving.generation.types import GenerationDone, StepStats
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.errors import BadInput
-from service.serving.gen_text import StreamText, encode_chat, encode_prompt, focus_token_ids
+from service.serving.generation.text import StreamText, encode_chat, encode_prompt, focus_token_ids
 
 
 def smollm2_dir() -> Path:

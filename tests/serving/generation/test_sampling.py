@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from service.modulation.keys import as_int32
-from service.serving.gen_sampling import SamplingBatch, choose_tokens
+from service.serving.generation.sampling import SamplingBatch, choose_tokens
 
 CPU = torch.device("cpu")
 
