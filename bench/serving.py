@@ -28,6 +28,7 @@ from service.serving.batcher import DynamicBatcher
 from service.serving.predict import Row, classify_batch
 
 CLIENTS = 32
+PROJECTION = (12345, 67890)  # the semantic hash's projection key (any fixed key for a benchmark)
 N = 1024
 
 
@@ -40,7 +41,10 @@ def raw_loop(model: Any, items: list[Any]) -> float:
 
 async def served(model: Any, items: list[Any], max_batch: int) -> float:
     batcher = DynamicBatcher[Row, Any](
-        lambda rows: classify_batch(model, rows), max_batch_size=max_batch, max_wait_s=0.002, max_queue=4096
+        lambda rows: classify_batch(model, rows, PROJECTION),
+        max_batch_size=max_batch,
+        max_wait_s=0.002,
+        max_queue=4096,
     )
     await batcher.start()
     queue = list(enumerate(items))

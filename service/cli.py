@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     tiers = Path(args.tiers)
+    print(metrics_hint(settings.state_dir, args.host, args.port), file=sys.stderr)
 
     async def factory() -> Components:
         components = await start_components(settings, args.model, tiers, task=args.task)
@@ -31,6 +33,18 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(factory, max_body_bytes=settings.max_body_bytes)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=20)
     return 0
+
+
+def metrics_hint(state_dir: Path, host: str, port: int) -> str:
+    """How an operator reads /metrics (never the token itself: it may end up in a shared log)."""
+    from service.settings import METRICS_TOKEN_FILE
+
+    where = (
+        "$AIM_METRICS_TOKEN"
+        if os.environ.get("AIM_METRICS_TOKEN")
+        else f"$(cat {state_dir / METRICS_TOKEN_FILE})"
+    )
+    return f'aimserve: /metrics is for operators: curl -H "Authorization: Bearer {where}" http://{host}:{port}/metrics'
 
 
 def _presets(args: argparse.Namespace) -> int:

@@ -7,7 +7,9 @@ Variables (the contract's five, then serving knobs):
 - ``AIM_ADMIN_TOKEN``: bearer token of the admin API, at least 16 characters; unset -> admin API off.
 - ``AIM_SECRET``: keys the API-key hashes and the noise, at least 16 characters. Unset -> 32 random bytes
   generated once with :mod:`secrets` and kept in ``<state_dir>/secret`` (mode 0600), reused on restart.
-- ``AIM_METRICS_TOKEN``: bearer token for ``/metrics``; unset -> ``/metrics`` is open.
+- ``AIM_METRICS_TOKEN``: bearer token for ``/metrics`` (operators only: per-tier fidelity counts would tell a
+  tenant whether its answer equals the full model's). Unset -> a random token generated once and kept in
+  ``<state_dir>/metrics_token`` (mode 0600), reused on restart; ``/metrics`` is never open.
 - ``AIM_MAX_BATCH_SIZE`` (rows, default 32), ``AIM_MAX_WAIT_MS`` (batching delay, default 5 ms),
   ``AIM_QUEUE_SIZE`` (waiting requests before 503, default 256), ``AIM_MAX_BODY_BYTES`` (default 8 MiB),
   ``AIM_KEY_CACHE_TTL_S`` (local key cache, default 5 s), ``AIM_REDIS_GRACE_S`` (how long cached
@@ -33,6 +35,7 @@ from service.errors import ConfigError
 
 MIN_SECRET_CHARS = 16
 SECRET_FILE = "secret"
+METRICS_TOKEN_FILE = "metrics_token"
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
@@ -89,7 +92,8 @@ class Settings:
             state_dir=state_dir,
             secret=secret,
             admin_token=_check_token(env, "AIM_ADMIN_TOKEN"),
-            metrics_token=_check_token(env, "AIM_METRICS_TOKEN", min_chars=1),
+            metrics_token=_check_token(env, "AIM_METRICS_TOKEN", min_chars=1)
+            or load_or_create_secret(state_dir, METRICS_TOKEN_FILE).decode(),
             max_batch_size=_int(env, "AIM_MAX_BATCH_SIZE", 32, lo=1, hi=4096),
             max_wait_ms=_float(env, "AIM_MAX_WAIT_MS", 5.0, lo=0.0, hi=10_000.0),
             queue_size=_int(env, "AIM_QUEUE_SIZE", 256, lo=1, hi=1_000_000),
@@ -99,13 +103,13 @@ class Settings:
         )
 
 
-def load_or_create_secret(state_dir: Path) -> bytes:
-    """Return the secret kept in ``<state_dir>/secret``, creating it (0600, 32 random bytes) if absent.
+def load_or_create_secret(state_dir: Path, name: str = SECRET_FILE) -> bytes:
+    """Return the secret kept in ``<state_dir>/<name>``, creating it (0600, 32 random bytes) if absent.
 
     Creation uses ``O_EXCL`` so two processes starting together agree on one secret. An existing file
     readable by group or others is refused rather than trusted.
     """
-    path = state_dir / SECRET_FILE
+    path = state_dir / name
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

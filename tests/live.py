@@ -26,6 +26,7 @@ from service.store import EmbeddedRedis
 REPO = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SECRET = "test-secret-0123456789abcdef"
+METRICS_TOKEN = "test-metrics-token-0123456789"
 
 
 def state_dir() -> Path:
@@ -58,6 +59,7 @@ class LiveService:
             "AIM_STATE_DIR": str(state_dir()),
             "AIM_ADMIN_TOKEN": ADMIN_TOKEN,
             "AIM_SECRET": SECRET,
+            "AIM_METRICS_TOKEN": METRICS_TOKEN,
             **(env or {}),
         }
         self.settings = Settings.from_env(environ)
@@ -93,6 +95,13 @@ class LiveService:
 
     def admin(self) -> httpx.Client:
         return self.client(ADMIN_TOKEN)
+
+    def metrics(self) -> str:
+        """The /metrics text, read with the operator's metrics token."""
+        with self.client(METRICS_TOKEN) as c:
+            r = c.get("/metrics")
+            r.raise_for_status()
+            return r.text
 
     def new_tenant(self, tier: str, name: str = "t") -> tuple[str, str]:
         """(tenant id, api key) of a new tenant created through the admin API."""

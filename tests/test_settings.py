@@ -16,8 +16,13 @@ SECRET = "server-secret-0123456789-SECRET"
 
 def test_defaults(tmp_path: Path) -> None:
     s = Settings.from_env({"AIM_STATE_DIR": str(tmp_path / "state")})
-    assert s.redis_url is None and s.admin_token is None and s.metrics_token is None
+    assert s.redis_url is None and s.admin_token is None
     assert not s.admin_enabled
+    # /metrics is never open: without AIM_METRICS_TOKEN a token is generated once into the state dir.
+    token_file = tmp_path / "state" / "metrics_token"
+    assert s.metrics_token == token_file.read_text().strip() and len(s.metrics_token) >= 32
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert Settings.from_env({"AIM_STATE_DIR": str(tmp_path / "state")}).metrics_token == s.metrics_token
     assert s.state_dir == tmp_path / "state"
     assert (s.max_batch_size, s.max_wait_ms, s.queue_size) == (32, 5.0, 256)
     assert (s.max_body_bytes, s.key_cache_ttl_s, s.redis_grace_s) == (8 * 1024 * 1024, 5.0, 60.0)

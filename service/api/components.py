@@ -22,6 +22,7 @@ from service.api.records import RequestRecords
 from service.metrics import Metrics
 from service.models import LoadedModel, calibration_logits, load_model
 from service.modulation.calibration import Top1Curve, solve_sigma
+from service.modulation.keys import derive_projection_key
 from service.presets import resolve_model_path
 from service.serving.batcher import BatchStats, DynamicBatcher
 from service.serving.generation import GenerationEngine, StepStats, focus_token_ids
@@ -199,8 +200,9 @@ async def _start_engine(c: Components) -> None:
         c._stack.push_async_callback(c.generator.stop)
         return
     run = segment_batch if model.task == "semantic-segmentation" else classify_batch
+    projection = derive_projection_key(s.secret)
     c.batcher = DynamicBatcher[Row, Any](
-        lambda rows: run(model, rows),
+        lambda rows: run(model, rows, projection),
         max_batch_size=s.max_batch_size,
         max_wait_s=s.max_wait_ms / 1000,
         max_queue=s.queue_size,

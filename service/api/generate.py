@@ -1,7 +1,9 @@
 """Glue between the HTTP routes and the generation engine: request building, collection, SSE framing.
 
-The noise key of a generation is bound to (secret, tenant, digest of the prompt tokens and the decoding
-settings), so the same tenant asking the same thing gets the same text, token for token. A request is
+The noise of a generation is keyed by (secret, tier) and the prompt as the model represents it (the
+engine hashes the clean first-step logits: `service.modulation.semantic.prompt_codes`), so every tenant
+of a tier asking the same thing gets the same text, token for token, and no decoding field (stop strings,
+max tokens, stream, temperature, top-p) picks another draw. A request is
 admitted (validated and queued, or refused with 4xx/503) before any streaming response starts, so
 errors keep their HTTP status.
 """
@@ -9,7 +11,6 @@ errors keep their HTTP status.
 from __future__ import annotations
 
 import json
-import struct
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from service.api.components import Components
 from service.api.deps import Caller
 from service.api.policy import row_spec
 from service.errors import AimError
-from service.modulation import input_digest
+from service.modulation.keys import derive_projection_key
 from service.serving.generation import (
     GenerationDone,
     GenerationEvent,
@@ -45,11 +46,7 @@ class Decoding:
 def build_request(
     c: Components, caller: Caller, prompt_ids: tuple[int, ...], d: Decoding
 ) -> GenerationRequest:
-    digest = input_digest(
-        struct.pack(f"<{len(prompt_ids)}I", *prompt_ids),
-        json.dumps([d.temperature, d.top_p, d.stop]).encode(),
-    )
-    spec = row_spec(c.settings.secret, caller.tenant.id, digest, caller.tier.sigma, caller.focus)
+    spec = row_spec(c.settings.secret, caller.tier.name, caller.tier.sigma, caller.focus)
     return GenerationRequest(
         prompt_ids=prompt_ids,
         max_new_tokens=d.max_new_tokens,
@@ -61,6 +58,7 @@ def build_request(
         focus_token_ids=spec.focus_ids,
         focus_strength=spec.focus_strength,
         focus_sign=spec.focus_sign,
+        projection=derive_projection_key(c.settings.secret),
     )
 
 

@@ -2,7 +2,8 @@
 
 No request field enters here: σ comes from the tier in force, focus from the tenant's stored preference
 bounded by the tier's policy at the time of the request (a tier that stopped allowing focus disables it; a
-lowered maximum clamps it), and the noise key from the server secret, the tenant and the input's digest.
+lowered maximum clamps it), and the noise's base key from the server secret and the tier (never the tenant:
+see `service.modulation.keys`); the engine adds the input's semantic codes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from service.errors import BadInput, Forbidden
-from service.modulation import BOOST, SUPPRESS, RowSpec, derive_row_key
+from service.modulation import BOOST, SUPPRESS, RowSpec
+from service.modulation.keys import derive_tier_key
 
 FocusResolver = Callable[[Sequence[str]], tuple[int, ...]]
 
@@ -78,11 +80,9 @@ def effective_focus(
     return EffectiveFocus(tuple(classes), ids, min(strength, max_strength), direction)
 
 
-def row_spec(
-    secret: bytes, tenant_id: str, digest: bytes, sigma: float, focus: EffectiveFocus | None
-) -> RowSpec:
-    """One row's settings; the key binds the noise to (secret, tenant, input)."""
-    key = derive_row_key(secret, tenant_id, digest)
+def row_spec(secret: bytes, tier: str, sigma: float, focus: EffectiveFocus | None) -> RowSpec:
+    """One row's settings; the key binds the noise to (secret, tier); the engine adds the input's codes."""
+    key = derive_tier_key(secret, tier)
     if focus is None:
         return RowSpec(sigma, key)
     sign = SUPPRESS if focus.direction == "suppress" else BOOST

@@ -93,6 +93,31 @@ class LoadedModel:
         Shapes: (B, C) for classification; (B, C, h, w) for segmentation at the model's output resolution
         (use ``upsample`` to bring a row to its item's ``size``).
         """
+        return self.forward_features(items)[0]
+
+    def forward_features(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`, plus (B, D) float32 features: what the model's output head reads for each input.
+
+        The features are the input of the classification head (the pooled [CLS] vector of a BERT, the
+        pooled last stage of a ResNet), averaged over pixels for a segmentation head's per-pixel input;
+        a model without a known head gives its logits (averaged over pixels). They key the noise
+        (`service.modulation.semantic`), so inputs the model represents alike get alike draws.
+        """
+        captured: list[torch.Tensor] = []
+        head = head_module(self.model)
+        hook = None
+        if head is not None:
+            hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
+        try:
+            logits = self._logits(items)
+        finally:
+            if hook is not None:
+                hook.remove()
+        raw = captured[-1] if captured else logits
+        features = raw.float().flatten(2).mean(dim=2) if raw.dim() > 2 else raw.float()
+        return logits, features
+
+    def _logits(self, items: Sequence[Item]) -> torch.Tensor:
         with torch.inference_mode():
             if self.task == TEXT_CLASSIFICATION:
                 input_ids, attention_mask = self._collate_text(items)
@@ -118,3 +143,15 @@ class LoadedModel:
             input_ids[row, : len(ids)] = ids
             attention_mask[row, : len(ids)] = 1
         return input_ids.to(self.device), attention_mask.to(self.device)
+
+
+def head_module(model: Any) -> torch.nn.Module | None:
+    """The module that maps features to logits: ``classifier`` (BERT, ResNet) or ``decode_head.classifier``
+    (SegFormer); None when the model has neither."""
+    for path in ("classifier", "decode_head.classifier"):
+        module: Any = model
+        for name in path.split("."):
+            module = getattr(module, name, None)
+        if isinstance(module, torch.nn.Module):
+            return module
+    return None

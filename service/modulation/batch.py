@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from service.modulation.keys import RowKey, as_int32
+from service.modulation.semantic import mixture_keys
 
 BOOST = 1
 SUPPRESS = -1
@@ -57,7 +58,8 @@ class RowSpec:
 class ModulationBatch:
     """Tensors for one batch of B rows, all on one device.
 
-    keys: (B, 2) int32 row keys.
+    keys: (B, M, 2) int32 noise component keys: a row's noise is (1 / sqrt(M)) * sum over its M components'
+        keyed draws (M = 1 without semantic codes: the row key itself; see `service.modulation.semantic`).
     utility_rows: (R,) int64 rows with sigma > 0, or None when no row has utility noise.
     utility_sigma: (R,) float32 their sigmas; ``utility_all`` is True when R == B (no index ops needed).
     focus_rows: (F,) int64 rows with focus, or None.
@@ -76,14 +78,29 @@ class ModulationBatch:
 
     @classmethod
     def build(
-        cls, rows: Sequence[RowSpec], num_classes: int, device: torch.device | str = "cpu"
+        cls,
+        rows: Sequence[RowSpec],
+        num_classes: int,
+        device: torch.device | str = "cpu",
+        codes: torch.Tensor | None = None,
     ) -> ModulationBatch:
-        """Batch tensors for ``rows``; raises ValueError when a focus id is not below ``num_classes``."""
+        """Batch tensors for ``rows``; raises ValueError when a focus id is not below ``num_classes``.
+
+        ``codes``: (B, L) int32 semantic bucket codes of the rows' inputs (`semantic.bucket_codes`), or None
+        to key each row's noise by its row key alone.
+        """
         for spec in rows:
             bad = [i for i in spec.focus_ids if i >= num_classes]
             if bad:
                 raise ValueError(f"focus_ids {bad} out of range for {num_classes} classes")
         keys = torch.tensor([[as_int32(w) for w in r.key] for r in rows], dtype=torch.int32).reshape(-1, 2)
+        keys = keys.to(device)
+        if codes is not None:
+            if codes.shape[0] != len(rows):
+                raise ValueError(f"codes has {codes.shape[0]} rows for a batch of {len(rows)}")
+            keys = mixture_keys(keys, codes.to(device=device, dtype=torch.int32))
+        else:
+            keys = keys[:, None, :]
         util = [i for i, r in enumerate(rows) if r.sigma > 0.0]
         focus = [i for i, r in enumerate(rows) if r.has_focus]
         u_rows = u_sigma = f_rows = f_ids = f_scale = None
@@ -103,7 +120,7 @@ class ModulationBatch:
             f_scale = torch.tensor(scale, dtype=torch.float32, device=device)
         return cls(
             size=len(rows),
-            keys=keys.to(device),
+            keys=keys,
             utility_rows=u_rows,
             utility_sigma=u_sigma,
             utility_all=len(util) == len(rows) and bool(util),
@@ -111,6 +128,11 @@ class ModulationBatch:
             focus_ids=f_ids,
             focus_scale=f_scale,
         )
+
+    @property
+    def row_keys(self) -> torch.Tensor:
+        """(B, 2) int32: one key per row (its first noise component), e.g. for keyed sampling."""
+        return self.keys[:, 0, :]
 
     @property
     def is_identity(self) -> bool:

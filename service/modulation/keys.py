@@ -1,8 +1,13 @@
-"""Row keys: what makes a row's noise a deterministic, unguessable function of who asked and what.
+"""Keys: what makes a row's noise a deterministic, unguessable function of the tier and the input.
 
-key = first 64 bits of HMAC-SHA256(server secret, tenant id, input digest). Without the secret the noise
-cannot be predicted; with the same tenant and input it is always the same, so repeating a request and
-voting recovers nothing that a tier withholds.
+The service keys a row by `derive_tier_key` (HMAC-SHA256 of the server secret and the tier's name) and the
+input's semantic bucket codes (`service.modulation.semantic`, hashed with `derive_projection_key`). The
+tenant does not enter: every account of a tier gets the same draw for the same input, so a second account
+gains nothing; the tier does, so two tiers never share a draw (with a shared z, free = clean + 1.8z and
+standard = clean + 1.0z would let one client holding both solve for the clean logits).
+
+`derive_row_key` (HMAC of secret, a name and an input digest) keys byte-exact uses: the evaluation
+commands' fixed repeats.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import struct
 
 RowKey = tuple[int, int]
 _DOMAIN = b"aimserve/noise/v1\x00"
+_TIER_DOMAIN = b"aimserve/noise/tier/v2\x00"
+_PROJECTION_DOMAIN = b"aimserve/noise/projection/v2\x00"
 
 
 def input_digest(*parts: bytes) -> bytes:
@@ -31,6 +38,21 @@ def derive_row_key(secret: bytes, tenant_id: str, digest: bytes) -> RowKey:
     mac = hmac.new(secret, msg, hashlib.sha256).digest()
     k1, k2 = struct.unpack("<II", mac[:8])
     return (k1, k2)
+
+
+def _words(mac: bytes) -> RowKey:
+    k1, k2 = struct.unpack("<II", mac[:8])
+    return (k1, k2)
+
+
+def derive_tier_key(secret: bytes, tier: str) -> RowKey:
+    """The base key of every row served at ``tier``: HMAC-SHA256(secret, tier name), first 64 bits."""
+    return _words(hmac.new(secret, _TIER_DOMAIN + tier.encode(), hashlib.sha256).digest())
+
+
+def derive_projection_key(secret: bytes) -> RowKey:
+    """The key of the semantic hash's random projections (shared by all tiers: only buckets, not draws)."""
+    return _words(hmac.new(secret, _PROJECTION_DOMAIN, hashlib.sha256).digest())
 
 
 def as_int32(word: int) -> int:

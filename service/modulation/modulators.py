@@ -69,6 +69,23 @@ def _positions(position: Position, size: int, device: torch.device) -> torch.Ten
     return position.to(device=device, dtype=torch.int32)
 
 
+def _component_noise(
+    keys: torch.Tensor, pos: torch.Tensor | None, stream: int, index: torch.Tensor
+) -> torch.Tensor:
+    """(R, N) float32 N(0, 1) noise of rows with component keys (R, M, 2) at element ``index``.
+
+    ``index``: (N,) shared or (R, N) per row. With M > 1 the noise is (1 / sqrt(M)) * the sum of the M
+    components' draws: still exactly N(0, 1) per element for a fixed row.
+    """
+    rows, comps = keys.shape[0], keys.shape[1]
+    if comps == 1:
+        return keyed_normal(derive_stream_keys(keys[:, 0, :], stream, pos), index)
+    flat_pos = None if pos is None else pos.repeat_interleave(comps)
+    flat_index = index if index.dim() == 1 else index.repeat_interleave(comps, dim=0)
+    draws = keyed_normal(derive_stream_keys(keys.reshape(-1, 2), stream, flat_pos), flat_index)
+    return draws.view(rows, comps, -1).sum(dim=1).mul_(comps**-0.5)
+
+
 def _add_utility_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor | None) -> None:
     """In place on a fresh contiguous float32 tensor: add σ_r·ε to every element of the noisy rows."""
     rows, sigma = batch.utility_rows, batch.utility_sigma
@@ -77,12 +94,11 @@ def _add_utility_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor |
     flat = out.view(out.shape[0], -1)
     index = torch.arange(flat.shape[1], dtype=torch.int32, device=out.device)
     if batch.utility_all:
-        keys = derive_stream_keys(batch.keys, UTILITY_STREAM, pos)
-        flat.add_(keyed_normal(keys, index).mul_(sigma[:, None]))
+        flat.add_(_component_noise(batch.keys, pos, UTILITY_STREAM, index).mul_(sigma[:, None]))
         return
     sub_pos = None if pos is None else pos.index_select(0, rows)
-    keys = derive_stream_keys(batch.keys.index_select(0, rows), UTILITY_STREAM, sub_pos)
-    flat.index_add_(0, rows, keyed_normal(keys, index).mul_(sigma[:, None]))
+    noise = _component_noise(batch.keys.index_select(0, rows), sub_pos, UTILITY_STREAM, index)
+    flat.index_add_(0, rows, noise.mul_(sigma[:, None]))
 
 
 def _add_focus_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor | None) -> None:
@@ -98,8 +114,8 @@ def _add_focus_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor | N
     pixels = view.shape[2]
     pixel = torch.arange(pixels, dtype=torch.int64, device=out.device)
     sub_pos = None if pos is None else pos.index_select(0, rows)
-    keys = derive_stream_keys(batch.keys.index_select(0, rows), FOCUS_STREAM, sub_pos)
     element = (ids[:, :, None] * pixels + pixel).to(torch.int32)  # (F, K, P) flat index c*P + p
-    noise = keyed_normal(keys, element.view(len(rows), -1)).abs_().view(element.shape)
-    noise.mul_(scale[:, :, None])
+    keys = batch.keys.index_select(0, rows)
+    noise = _component_noise(keys, sub_pos, FOCUS_STREAM, element.view(len(rows), -1))
+    noise = noise.abs_().view(element.shape).mul_(scale[:, :, None])
     view.index_put_((rows[:, None, None], ids[:, :, None], pixel), noise, accumulate=True)

@@ -4,11 +4,13 @@ A row's noise is a pure function of its 64-bit key (two 32-bit words) and the el
 the batch it travels in or of any generator state: the same tenant sending the same input gets the same
 noise on every replica, and rows of other tenants or other inputs get independent noise.
 
-Construction: counter = index * golden + k1; a two-round multiply/xorshift integer hash (Wellons'
-"lowbias32", with k2 mixed in between the rounds) gives 32 well-mixed bits; their top 24 bits give a
-uniform on (0, 1) strictly inside the interval; the inverse normal CDF (via ``erfinv``) maps it to N(0, 1).
-Values are float32 and bounded by |z| < 5.4 (the 24-bit grid's extreme quantile), which is far beyond the
-tails that matter for noise on logits.
+Construction: counter = index * golden + k1; h = lowbias32(lowbias32(counter) ^ k2) (Wellons' two-round
+multiply/xorshift hash, applied twice so that k2 passes through a full hash and a single-bit change of
+either key word changes about half of the output bits); the top 24 bits m give (2m + 1) / 2^24 - 1, an exact
+float32 strictly inside (-1, 1), which ``erfinv`` maps to N(0, 1). Values are float32 and bounded by
+|z| < 5.4 (the 24-bit grid's extreme quantile), far beyond the tails that matter for noise on logits.
+Uniforms use the top 23 bits, (m + 0.5) / 2^23, whose largest value 1 - 2^-24 is exact in float32 (24 bits
+would round (2^24 - 0.5) / 2^24 up to 1.0).
 
 All arithmetic is int32 with two's-complement wrap-around, the behaviour of torch's integer kernels on
 CPU and CUDA. Right shifts are masked to act as logical shifts.
@@ -24,6 +26,7 @@ _GOLDEN = -1640531535  # 0x9E3779B1 as int32: spreads consecutive indices over t
 _M1 = 0x7FEB352D
 _M2 = -2073254261  # 0x846CA68B as int32
 _U24 = 1.0 / 16777216.0
+_U23 = 1.0 / 8388608.0
 
 
 def _xorshift_(x: torch.Tensor, shift: int, scratch: torch.Tensor) -> None:
@@ -52,19 +55,35 @@ def _keyed_bits24(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     x = index.mul(_GOLDEN)
     x = x.add_(k1) if x.dim() == 2 else x + k1
     scratch = torch.empty_like(x)
-    _xorshift_(x, 16, scratch)
-    x.mul_(_M1)
+    _lowbias32_(x, scratch)
     x.bitwise_xor_(k2)
-    _xorshift_(x, 15, scratch)
-    x.mul_(_M2)
-    _xorshift_(x, 16, scratch)
+    _lowbias32_(x, scratch)
     torch.bitwise_right_shift(x, 8, out=scratch)
     return scratch.bitwise_and_(0xFFFFFF)
 
 
+def _lowbias32_(x: torch.Tensor, scratch: torch.Tensor) -> None:
+    _xorshift_(x, 16, scratch)
+    x.mul_(_M1)
+    _xorshift_(x, 15, scratch)
+    x.mul_(_M2)
+    _xorshift_(x, 16, scratch)
+
+
+def bits_to_uniform(bits24: torch.Tensor) -> torch.Tensor:
+    """int32 in [0, 2^24) -> float32 (m' + 0.5) / 2^23 with m' = m >> 1: in [2^-24, 1 - 2^-24], exactly."""
+    half = torch.bitwise_right_shift(bits24, 1)
+    return half.to(torch.float32).add_(0.5).mul_(_U23)
+
+
+def bits_to_centered(bits24: torch.Tensor) -> torch.Tensor:
+    """int32 in [0, 2^24) -> float32 (2m + 1) / 2^24 - 1, exact, in [-1 + 2^-24, 1 - 2^-24]."""
+    return bits24.to(torch.float32).mul_(2.0 * _U24).add_(_U24 - 1.0)
+
+
 def keyed_uniform(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Uniform noise on the open interval (0, 1), keyed like `keyed_normal`; (R, N) float32."""
-    return _keyed_bits24(keys, index).to(torch.float32).add_(0.5).mul_(_U24)
+    """Uniform noise on the open interval (0, 1) (never 0.0 or 1.0), keyed like `keyed_normal`; (R, N)."""
+    return bits_to_uniform(_keyed_bits24(keys, index))
 
 
 def keyed_normal(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -77,9 +96,8 @@ def keyed_normal(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     Returns:
         (R, N) float32 on ``keys.device``: entry [r, n] depends only on (keys[r], index[..., n]).
     """
-    u = _keyed_bits24(keys, index).to(torch.float32)
-    # (m + 0.5) / 2^24 in (0, 1), then z = sqrt(2) * erfinv(2u - 1).
-    return u.mul_(2.0 * _U24).add_(_U24 - 1.0).erfinv_().mul_(math.sqrt(2.0))
+    # z = sqrt(2) * erfinv(2u - 1) with u = (m + 0.5) / 2^24.
+    return bits_to_centered(_keyed_bits24(keys, index)).erfinv_().mul_(math.sqrt(2.0))
 
 
 def derive_stream_keys(keys: torch.Tensor, stream: int, position: torch.Tensor | None) -> torch.Tensor:
@@ -96,6 +114,8 @@ def derive_stream_keys(keys: torch.Tensor, stream: int, position: torch.Tensor |
     salt = mix32(torch.full_like(keys[:, 0], stream))
     if position is not None:
         salt = mix32(salt ^ mix32(position.to(torch.int32)))
-    k1 = mix32(keys[:, 0] ^ salt)
-    k2 = mix32(keys[:, 1] + k1)
+    # Each derived word goes through two full hashes that both base words enter.
+    a = mix32(keys[:, 0] ^ salt)
+    k1 = mix32(a + keys[:, 1])
+    k2 = mix32(mix32(keys[:, 1] ^ mix32(salt + 0x5BD1E995)) ^ a)
     return torch.stack((k1, k2), dim=1)

@@ -1,8 +1,11 @@
 """One batched forward pass for classification and segmentation rows, modulated row by row.
 
 The engine trusts its inputs: rows arrive validated (items prepared by the model, `RowSpec` built from a
-tenant's resolved tier). It returns, per row, the modulated prediction and the unmodulated top-1 computed
-from the same logits (no extra forward pass) so fidelity can be counted on live traffic.
+tenant's resolved tier). Each row's noise is keyed by its `RowSpec` key (secret and tier) and the semantic
+bucket codes of the model's own features for that input (`service.modulation.semantic`), computed from the
+same forward pass, so inputs the model represents alike get alike draws. It returns, per row, the
+modulated prediction and the unmodulated top-1 computed from the same logits (no extra forward pass), which
+stays inside the service: fidelity is counted for operators, never shown to tenants.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any, Protocol
 import torch
 
 from service.models import upsample
-from service.modulation import ModulationBatch, RowSpec, modulate
+from service.modulation import ModulationBatch, RowKey, RowSpec, modulate
+from service.modulation.semantic import CLASSIFIER_RESOLUTION, bucket_codes
 
 
 class ItemLike(Protocol):
@@ -33,7 +37,7 @@ class LogitsModel(Protocol):
     labels: list[str]
     device: torch.device
 
-    def forward(self, items: Sequence[Any]) -> torch.Tensor: ...
+    def forward_features(self, items: Sequence[Any]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +74,21 @@ class SegResult:
         return int(self.mask.numel())
 
 
-def classify_batch(model: LogitsModel, rows: list[Row]) -> list[ClassResult]:
-    """Forward all rows at once; (B, C) logits modulated per row; softmax top-k per row."""
-    logits = model.forward([r.item for r in rows])
-    batch = ModulationBatch.build([r.spec for r in rows], logits.shape[1], logits.device)
+def _codes(specs: Sequence[RowSpec], features: torch.Tensor, projection: RowKey) -> torch.Tensor | None:
+    """The rows' semantic codes, or None when no row is modulated (premium pays nothing for them)."""
+    if not any(s.sigma > 0.0 or s.has_focus for s in specs):
+        return None
+    return bucket_codes(features, projection, CLASSIFIER_RESOLUTION)
+
+
+def classify_batch(model: LogitsModel, rows: list[Row], projection: RowKey) -> list[ClassResult]:
+    """Forward all rows at once; (B, C) logits modulated per row; softmax top-k per row.
+
+    ``projection``: the semantic hash's projection key (`derive_projection_key` of the server secret).
+    """
+    logits, features = model.forward_features([r.item for r in rows])
+    specs = [r.spec for r in rows]
+    batch = ModulationBatch.build(specs, logits.shape[1], logits.device, _codes(specs, features, projection))
     modulated = modulate(logits, batch)
     k = min(max(r.top_k for r in rows), logits.shape[1])
     probs, idx = modulated.softmax(dim=-1).topk(k, dim=-1)
@@ -85,12 +100,13 @@ def classify_batch(model: LogitsModel, rows: list[Row]) -> list[ClassResult]:
     ]
 
 
-def segment_batch(model: LogitsModel, rows: list[Row]) -> list[SegResult]:
+def segment_batch(model: LogitsModel, rows: list[Row], projection: RowKey) -> list[SegResult]:
     """Forward all rows at once; logits upsampled to each input's size, then modulated per pixel.
 
-    Rows are grouped by output size so each group is one (G, C, H, W) tensor and one modulation call.
+    Rows are grouped by output size so each group is one (G, C, H, W) tensor and one modulation call;
+    every pixel of a row has its own noise, keyed by the row's (image-level) semantic codes.
     """
-    logits = model.forward([r.item for r in rows])
+    logits, features = model.forward_features([r.item for r in rows])
     groups: dict[tuple[int, int], list[int]] = {}
     for i, r in enumerate(rows):
         groups.setdefault(r.item.size, []).append(i)
@@ -98,7 +114,9 @@ def segment_batch(model: LogitsModel, rows: list[Row]) -> list[SegResult]:
     for size, members in groups.items():
         index = torch.tensor(members, device=logits.device)
         full = upsample(logits.index_select(0, index), size)
-        batch = ModulationBatch.build([rows[i].spec for i in members], full.shape[1], full.device)
+        specs = [rows[i].spec for i in members]
+        codes = _codes(specs, features.index_select(0, index), projection)
+        batch = ModulationBatch.build(specs, full.shape[1], full.device, codes)
         masks = modulate(full, batch).argmax(dim=1)
         agree = (masks == full.argmax(dim=1)).flatten(1).sum(dim=1).tolist()
         masks_cpu = masks.to(torch.uint8).cpu()

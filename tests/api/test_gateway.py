@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 
-import httpx
 import pytest
 
 from tests.live import ADMIN_TOKEN, LiveService, wait_for
@@ -151,7 +150,7 @@ def test_feedback_counts_per_tier_and_only_for_the_requester(text_service: LiveS
         assert c.post("/v1/feedback", json={"id": res["id"], "index": 5, "label": label}).status_code == 400
         r = c.post("/v1/feedback", json={"id": res["id"], "index": 1, "label": "meh"})
         assert r.status_code == 400
-        metrics = c.get("/metrics").text
+    metrics = text_service.metrics()
     assert 'aim_feedback_total{tier="premium"}' in metrics
     assert key not in metrics and other not in metrics
 
@@ -184,8 +183,7 @@ def test_metrics_expose_per_tier_series_without_secrets(text_service: LiveServic
     _, key = text_service.new_tenant("free")
     with text_service.client(key) as c:
         c.post("/v1/classify", json={"inputs": TEXTS})
-    with httpx.Client(base_url=text_service.url) as anon:
-        text = anon.get("/metrics").text
+    text = text_service.metrics()
     assert 'aim_requests_total{route="/v1/classify",status="200",tier="free"}' in text
     assert 'aim_fidelity_rows_total{tier="free"}' in text
     assert 'aim_tier_sigma{tier="free"} 4.0' in text

@@ -19,7 +19,7 @@ from service.presets import build_preset
 from service.store import EmbeddedRedis
 from tests.deploy.dashboard import load_dashboard, panel_queries, substitute
 from tests.deploy.prometheus_harness import PrometheusHarness, find_prometheus
-from tests.live import LiveService, state_dir
+from tests.live import METRICS_TOKEN, LiveService, state_dir
 
 ROWS = 120
 
@@ -38,7 +38,9 @@ def test_every_dashboard_query_returns_data_and_free_is_below_premium(
     clf = LiveService(sentiment_preset, module_tiers, redis_server.url).start()
     llm = LiveService("smollm2-135m", module_tiers, redis_server.url).start()
     try:
-        with PrometheusHarness([f"127.0.0.1:{clf.port}", f"127.0.0.1:{llm.port}"]) as prom:
+        with PrometheusHarness(
+            [f"127.0.0.1:{clf.port}", f"127.0.0.1:{llm.port}"], metrics_token=METRICS_TOKEN
+        ) as prom:
             prom.wait_for_target(timeout=60)
             names = clf.components.model.labels  # type: ignore[union-attr]
             for tier in ("free", "premium"):

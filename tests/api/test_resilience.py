@@ -36,7 +36,7 @@ def test_tiers_edit_is_picked_up_live_and_a_broken_edit_is_rejected(
         with service.admin() as a:
             r = a.post("/admin/tiers/reload")
             assert r.status_code == 400 and "gold" in r.json()["error"]["message"]
-            metrics = a.get("/metrics").text
+            metrics = service.metrics()
         assert 'aim_tier_reloads_total{status="failed"}' in metrics
         assert 'aim_tier_reloads_total{status="failed"} 0.0' not in metrics
         with service.client(key) as c:

@@ -119,9 +119,8 @@ def test_service_env_is_what_the_service_reads(services, service_env_names):
     assert host_port(env["REDIS_URL"]) == ("redis", 6379) and "redis" in services["redis"]["image"]
     assert env["AIM_STATE_DIR"] == dockerfile().final.env()["AIM_STATE_DIR"]
     # Secrets come from the operator's .env and are required, never written here.
-    for name in ("AIM_SECRET", "AIM_ADMIN_TOKEN"):
+    for name in ("AIM_SECRET", "AIM_ADMIN_TOKEN", "AIM_METRICS_TOKEN"):
         assert re.fullmatch(rf"\$\{{{name}:\?[^}}]+\}}", env[name]), name
-    assert env["AIM_METRICS_TOKEN"] == "${AIM_METRICS_TOKEN:-}"
 
 
 def test_ports_and_healthcheck_match_the_image(services):
@@ -159,7 +158,9 @@ def test_prometheus_uses_the_repo_config_and_gets_the_token_file(services, tmp_p
     (job,) = prometheus_config()["scrape_configs"]
     credentials = Path(job["authorization"]["credentials_file"])
     assert str(credentials.parent) in prom["tmpfs"]
-    assert prom["environment"] == {"AIM_METRICS_TOKEN": "${AIM_METRICS_TOKEN:-}"}
+    assert prom["environment"] == {
+        "AIM_METRICS_TOKEN": services["aimserve"]["environment"]["AIM_METRICS_TOKEN"]
+    }
     # Run the entrypoint script with the paths moved into tmp_path: it must write the token and pass
     # the command through to prometheus unchanged.
     script = prom["entrypoint"][2].replace("$$", "$")

@@ -13,7 +13,15 @@ import pytest
 import torch
 from scipy import stats
 
-from service.modulation.noise import derive_stream_keys, keyed_normal, keyed_uniform, mix32
+from service.modulation.keys import as_int32
+from service.modulation.noise import (
+    bits_to_centered,
+    bits_to_uniform,
+    derive_stream_keys,
+    keyed_normal,
+    keyed_uniform,
+    mix32,
+)
 
 N = 200_000
 KEYS = torch.tensor([[1, 2], [3, 4], [-7, 11], [2**31 - 1, -(2**31)]], dtype=torch.int32)
@@ -102,3 +110,54 @@ def test_keyed_uniform_is_uniform_on_open_interval() -> None:
     assert u.min() > 0 and u.max() < 1
     assert abs(u.mean().item() - 0.5) < 5 * math.sqrt(1 / 12 / N)
     assert stats.kstest(u.numpy(), "uniform").pvalue > 1e-3
+
+
+# The two generator defects of issue #11, checked over their whole domain.
+
+ALL_BITS = torch.arange(1 << 24, dtype=torch.int32)
+
+
+def test_uniform_map_is_strictly_inside_the_unit_interval_for_every_24_bit_value() -> None:
+    u = bits_to_uniform(ALL_BITS)
+    assert float(u.min()) > 0.0 and float(u.max()) < 1.0  # (2^24 - 0.5) / 2^24 used to round to 1.0
+    assert float(u.max()) == 1.0 - 2.0**-24 and float(u.min()) == 2.0**-24
+    # Every value is the exact centre of its cell: monotone in m, and u * 2^23 - 0.5 is m >> 1.
+    assert torch.equal((u.double() * 2**23 - 0.5).long(), (ALL_BITS >> 1).long())
+
+
+def test_normal_map_is_finite_for_every_24_bit_value() -> None:
+    centered = bits_to_centered(ALL_BITS)
+    assert float(centered.abs().max()) == 1.0 - 2.0**-24
+    assert torch.equal((centered.double() * 2**23 + 2**23 - 0.5).long(), ALL_BITS.long())  # exact
+    z = centered.erfinv().mul(math.sqrt(2.0))
+    assert torch.isfinite(z).all() and float(z.abs().max()) < 5.5
+
+
+def test_keyed_sampling_uniforms_never_reach_one() -> None:
+    # 2^24 counters of one key cover the 24-bit grid densely; none may give 0.0 or 1.0.
+    u = keyed_uniform(KEYS[:1], ALL_BITS)[0]
+    assert float(u.min()) > 0.0 and float(u.max()) < 1.0
+
+
+@pytest.mark.parametrize("word", [0, 1])
+def test_single_bit_flips_of_either_key_word_give_independent_rows(word: int) -> None:
+    n = 50_000
+    index = torch.arange(n, dtype=torch.int32)
+    base = torch.tensor([[0x1234567, 0x7654321]], dtype=torch.int32)
+    flipped = base.repeat(32, 1)
+    flipped[torch.arange(32), word] ^= torch.tensor([as_int32(1 << b) for b in range(32)], dtype=torch.int32)
+    z = keyed_normal(torch.cat((base, flipped)), index).double()
+    r = torch.corrcoef(z)[0, 1:]
+    assert r.abs().max() < 5 / math.sqrt(n), r.abs().max()  # was up to 0.63 for word 1
+
+
+@pytest.mark.parametrize("word", [0, 1])
+def test_stream_keys_depend_on_both_base_words(word: int) -> None:
+    base = torch.tensor([[11, 22]], dtype=torch.int32)
+    flipped = base.repeat(32, 1)
+    flipped[torch.arange(32), word] ^= torch.tensor([as_int32(1 << b) for b in range(32)], dtype=torch.int32)
+    derived = derive_stream_keys(torch.cat((base, flipped)), 1, None)
+    assert (derived[1:] != derived[0]).all()  # both derived words change for every flip of either word
+    n = 50_000
+    z = keyed_normal(derived, torch.arange(n, dtype=torch.int32)).double()
+    assert torch.corrcoef(z)[0, 1:].abs().max() < 5 / math.sqrt(n)

@@ -42,7 +42,7 @@ def _rows(c: Components, caller: Caller, items: list[Any], top_k: int = 1) -> li
     return [
         Row(
             item,
-            row_spec(c.settings.secret, caller.tenant.id, item.digest, caller.tier.sigma, caller.focus),
+            row_spec(c.settings.secret, caller.tier.name, caller.tier.sigma, caller.focus),
             top_k,
             caller.tier.name,
         )

@@ -44,10 +44,14 @@ async def metrics(request: Request, authorization: Annotated[str | None, Header(
     components = getattr(request.app.state, "components", None)
     if components is None:
         raise Unavailable("the service is starting", code="not_ready", retry_after=5)
+    # Operators only, always: the per-tier fidelity counters would tell a tenant, request by request,
+    # whether its modulated answer equals the full model's (an oracle that undoes every tier).
     token = components.settings.metrics_token
-    if token is not None:
-        sent = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(sent.encode(), token.encode()):
-            raise Unauthorized("/metrics needs 'Authorization: Bearer <AIM_METRICS_TOKEN>'")
+    sent = (authorization or "").removeprefix("Bearer ").strip()
+    if token is None or not hmac.compare_digest(sent.encode(), token.encode()):
+        raise Unauthorized(
+            "/metrics needs 'Authorization: Bearer <metrics token>' (AIM_METRICS_TOKEN, or the file "
+            "metrics_token in the state directory)"
+        )
     components.metrics.set_queue_depth(components.queue_depth)
     return Response(components.metrics.render(), media_type=CONTENT_TYPE_LATEST)

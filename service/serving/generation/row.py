@@ -26,7 +26,8 @@ class Row:
     """``cancelled`` is set from the consumer's side (any thread); everything else belongs to the worker.
 
     steps: decoding steps taken (EOS included); agree: steps whose modulated argmax equalled the
-    unmodulated one; tokens: generated ids, EOS excluded.
+    unmodulated one; tokens: generated ids, EOS excluded; codes: (L,) int32 semantic codes of the prompt,
+    set at prefill.
     """
 
     request: GenerationRequest
@@ -39,6 +40,7 @@ class Row:
     tokens: list[int] = field(default_factory=list)
     steps: int = 0
     agree: int = 0
+    codes: Any = None
 
     def advance(self, token: int, agrees: bool, eos_ids: frozenset[int]) -> list[GenerationEvent]:
         """Record one decoding step; returns the events it produced, ending with `GenerationDone` when

@@ -78,10 +78,15 @@ def choose_tokens(
 
 
 def _inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """(S,) index of the first token whose cumulative probability exceeds u (scaled by the total mass)."""
+    """(S,) index of the first token whose cumulative probability exceeds u (scaled by the total mass).
+
+    u < 1 strictly, but u * total can still round up to the total: the index is then clamped to the last
+    token of positive probability, never to a token of probability 0.
+    """
     cdf = probs.cumsum(dim=-1)
-    idx = torch.searchsorted(cdf, u.mul(cdf[:, -1:]), right=True)
-    return idx.clamp_(max=probs.shape[1] - 1).squeeze(1)
+    idx = torch.searchsorted(cdf, u.mul(cdf[:, -1:]), right=True).squeeze(1)
+    last = probs.shape[1] - 1 - (probs > 0).flip(dims=(1,)).to(torch.int8).argmax(dim=1)
+    return torch.minimum(idx, last)
 
 
 def _inverse_cdf_top_p(probs: torch.Tensor, u: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,11 @@ class GenerationRequest:
 
     prompt_ids: the prompt's token ids (chat template already applied for chat requests).
     max_new_tokens: at most this many tokens are generated (EOS counts as one).
-    key: the row's noise key; it keys the modulation noise and the sampling draws alike.
+    key: the row's base noise key (the gateway's `derive_tier_key`); it keys the modulation noise and the
+        sampling draws alike, together with the prompt's semantic codes.
+    projection: the semantic hash's projection key (`derive_projection_key`): the engine hashes the clean
+        logits of the first decoding step with it (`service.modulation.semantic.prompt_codes`). None: no
+        semantic part; ``key`` alone keys the noise and must then be specific to the input.
     temperature: 0 = greedy on the modulated logits; > 0 samples from softmax(modulated / temperature).
     top_p: nucleus sampling mass in (0, 1]; None = the whole distribution. Ignored when greedy.
     stop: strings that end the completion; the completion is cut before the first one found.
@@ -44,6 +48,7 @@ class GenerationRequest:
     focus_token_ids: tuple[int, ...] = ()
     focus_strength: float = 0.0
     focus_sign: int = BOOST
+    projection: RowKey | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import torch
 
 from service.errors import AimError, Unavailable
 from service.modulation import ModulationBatch, modulate
+from service.modulation.semantic import GENERATION_RESOLUTION, prompt_codes
 from service.serving.generation import batch as gen_batch
 from service.serving.generation.row import Item, Row
 from service.serving.generation.sampling import SamplingBatch, choose_tokens
@@ -136,7 +137,7 @@ class Worker:
         modulated = modulate(logits, mod, position=positions)
         greedy = modulated.argmax(dim=-1)
         plain = greedy if mod.is_identity else logits.argmax(dim=-1)
-        chosen = choose_tokens(modulated, greedy, self._sampling, mod.keys, positions)
+        chosen = choose_tokens(modulated, greedy, self._sampling, mod.row_keys, positions)
         # One device-to-host transfer for the whole step.
         host = torch.stack((chosen, greedy, plain)).tolist()
         rows = self._rows
@@ -160,6 +161,7 @@ class Worker:
         else:
             gen_batch.merge(self._kv, kv)
             self._logits = torch.cat((self._logits, logits))
+        _set_codes(new, logits)
         self._rows.extend(new)
         self._rebuild()
 
@@ -185,7 +187,8 @@ class Worker:
     def _rebuild(self) -> None:
         """Batch tensors for the current row composition (only when rows join or leave)."""
         specs = [r.spec for r in self._rows]
-        self._mod = ModulationBatch.build(specs, self._cfg.vocab_size, self._cfg.device)
+        codes = torch.stack([r.codes for r in self._rows])
+        self._mod = ModulationBatch.build(specs, self._cfg.vocab_size, self._cfg.device, codes)
         self._sampling = SamplingBatch.build(
             [r.request.temperature for r in self._rows],
             [r.request.top_p for r in self._rows],
@@ -212,3 +215,12 @@ class Worker:
             self._hook(stats)
         except Exception:  # metrics must never stop generation
             log.exception("generation metrics hook failed")
+
+
+def _set_codes(rows: list[Row], first_logits: torch.Tensor) -> None:
+    """Each new row's prompt codes from its clean first-step logits (zeros without a projection key, so
+    every row has the same number of noise components whatever the batch holds)."""
+    zeros = torch.zeros(GENERATION_RESOLUTION.tables, dtype=torch.int32, device=first_logits.device)
+    for i, row in enumerate(rows):
+        projection = row.request.projection
+        row.codes = zeros if projection is None else prompt_codes(first_logits[i : i + 1], projection)[0]
