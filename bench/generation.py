@@ -1,7 +1,7 @@
 """Generation throughput: the modulated engine vs plain transformers ``generate``, same run, as ratios.
 
 For each batch size B, the same B chat prompts go (a) through ``model.generate`` (greedy, left-padded,
-one call) and (b) through `GenerationEngine` as B concurrent requests with every row modulated (σ of
+one call) and (b) through `BuiltinEngine` as B concurrent requests with every row modulated (σ of
 the ``standard`` tier, 1.0; the cost of modulation does not depend on the value of σ > 0) and, for
 reference, unmodulated (σ = 0). Throughput = completion tokens (EOS included, tokens after it excluded)
 / wall seconds from the first submit to the last final event. Runs are interleaved (order alternating)
@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 from bench.common import write
-from service.serving.generation import GenerationEngine, GenerationRequest, collect, encode_chat
+from service.modulation import RowSpec
+from service.serving.generation import BuiltinEngine, GenerationRequest, collect, encode_chat
 
 PROMPTS = (
     "Write a long story about a dragon who learns to cook.",
@@ -89,12 +90,11 @@ def plain_generate(model: Any, ids: list[tuple[int, ...]], pad: int, eos: set[in
 
 
 async def engine_generate(
-    engine: GenerationEngine, ids: list[tuple[int, ...]], sigma: float
+    engine: BuiltinEngine, ids: list[tuple[int, ...]], sigma: float
 ) -> tuple[int, float]:
     t0 = time.perf_counter()
     streams = [
-        await engine.submit(GenerationRequest(p, MAX_NEW, key=(i, 77), sigma=sigma))
-        for i, p in enumerate(ids)
+        await engine.submit(GenerationRequest(p, MAX_NEW, RowSpec(sigma, (i, 77)))) for i, p in enumerate(ids)
     ]
     done = await asyncio.gather(*(collect(s) for s in streams))
     return sum(d.usage.completion_tokens for d in done), time.perf_counter() - t0
@@ -104,7 +104,7 @@ async def measure(model: Any, tok: Any, timer: ForwardTimer, batch: int, repeats
     ids = [encode_chat(tok, [{"role": "user", "content": p}]) for p in PROMPTS[:batch]]
     eos = {model.generation_config.eos_token_id, tok.eos_token_id} - {None}
     pad = tok.pad_token_id if tok.pad_token_id is not None else min(eos)
-    engine = GenerationEngine(model, tok, device="cpu", max_batch_size=batch, max_wait_ms=50, max_queue=64)
+    engine = BuiltinEngine(model, tok, device="cpu", max_batch_size=batch, max_wait_ms=50, max_queue=64)
     runs: dict[str, list[dict[str, float]]] = {arm: [] for arm in ARMS}
 
     async def one(arm: str) -> None:

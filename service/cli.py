@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -18,9 +19,11 @@ def _serve(args: argparse.Namespace) -> int:
     from service.api.app import create_app
     from service.api.components import Components, start_components
     from service.api.demo import ensure_demo_tenants
-    from service.settings import Settings
+    from service.settings import Settings, parse_engine
 
     settings = Settings.from_env()
+    if args.engine is not None:
+        settings = dataclasses.replace(settings, engine=parse_engine(args.engine, "--engine"))
     tiers = Path(args.tiers)
     print(metrics_hint(settings.state_dir, args.host, args.port), file=sys.stderr)
 
@@ -69,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--task", default=None, help="override the task inferred from the model's config")
+    serve.add_argument(
+        "--engine", default=None, help="text generation: builtin | vllm (default: AIM_ENGINE, else builtin)"
+    )
     serve.add_argument("--demo-tenants", action="store_true", help="create (once) and print demo keys")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)

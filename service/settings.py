@@ -14,6 +14,8 @@ Variables (the contract's five, then serving knobs):
   ``AIM_QUEUE_SIZE`` (waiting requests before 503, default 256), ``AIM_MAX_BODY_BYTES`` (default 8 MiB),
   ``AIM_KEY_CACHE_TTL_S`` (local key cache, default 5 s), ``AIM_REDIS_GRACE_S`` (how long cached
   tenants are served while Redis is down, default 60 s).
+- ``AIM_ENGINE``: the text-generation engine, ``builtin`` (transformers in this process, the default) or
+  ``vllm`` (a vLLM server; see docs/deployment.md); ``aimserve serve --engine`` overrides it.
 
 Every problem raises :class:`ConfigError` naming the variable and the bad value; the values of
 ``AIM_SECRET``, ``AIM_ADMIN_TOKEN`` and ``AIM_METRICS_TOKEN`` are never echoed, and ``repr`` shows only
@@ -30,8 +32,12 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from service.errors import ConfigError
+
+EngineName = Literal["builtin", "vllm"]
+ENGINES: tuple[EngineName, ...] = ("builtin", "vllm")
 
 MIN_SECRET_CHARS = 16
 SECRET_FILE = "secret"
@@ -54,6 +60,7 @@ class Settings:
     max_body_bytes: int = 8 * 1024 * 1024
     key_cache_ttl_s: float = 5.0
     redis_grace_s: float = 60.0
+    engine: EngineName = "builtin"
 
     def __repr__(self) -> str:
         # Only the presence of a secret is shown; a Redis URL can hold a password, so it is masked too.
@@ -63,7 +70,7 @@ class Settings:
             f"metrics_token={_presence(self.metrics_token)}, max_batch_size={self.max_batch_size}, "
             f"max_wait_ms={self.max_wait_ms}, queue_size={self.queue_size}, "
             f"max_body_bytes={self.max_body_bytes}, key_cache_ttl_s={self.key_cache_ttl_s}, "
-            f"redis_grace_s={self.redis_grace_s})"
+            f"redis_grace_s={self.redis_grace_s}, engine={self.engine!r})"
         )
 
     __str__ = __repr__
@@ -100,7 +107,16 @@ class Settings:
             max_body_bytes=_int(env, "AIM_MAX_BODY_BYTES", 8 * 1024 * 1024, lo=1024, hi=1 << 30),
             key_cache_ttl_s=_float(env, "AIM_KEY_CACHE_TTL_S", 5.0, lo=0.0, hi=300.0),
             redis_grace_s=_float(env, "AIM_REDIS_GRACE_S", 60.0, lo=0.0, hi=86_400.0),
+            engine=parse_engine(_opt(env, "AIM_ENGINE") or "builtin", "AIM_ENGINE"),
         )
+
+
+def parse_engine(value: str, name: str) -> EngineName:
+    """``value`` as an engine name; ``name`` (the variable or option) names it in the error."""
+    for engine in ENGINES:
+        if value == engine:
+            return engine
+    raise ConfigError(f"{name}={value!r} is not an engine; choose one of {', '.join(ENGINES)}")
 
 
 def load_or_create_secret(state_dir: Path, name: str = SECRET_FILE) -> bytes:

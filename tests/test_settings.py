@@ -127,3 +127,11 @@ def test_empty_variables_count_as_unset(tmp_path: Path) -> None:
         {"AIM_STATE_DIR": str(tmp_path), "REDIS_URL": "", "AIM_ADMIN_TOKEN": "", "AIM_MAX_BATCH_SIZE": ""}
     )
     assert (s.redis_url, s.admin_token, s.max_batch_size) == (None, None, 32)
+
+
+def test_engine_is_builtin_unless_chosen(tmp_path: Path) -> None:
+    base = {"AIM_STATE_DIR": str(tmp_path)}
+    assert Settings.from_env(base).engine == "builtin"
+    assert Settings.from_env({**base, "AIM_ENGINE": "vllm"}).engine == "vllm"
+    with pytest.raises(ConfigError, match=r"AIM_ENGINE='tgi' is not an engine; choose one of builtin, vllm"):
+        Settings.from_env({**base, "AIM_ENGINE": "tgi"})

@@ -19,13 +19,14 @@ from prometheus_client import CollectorRegistry
 
 from service.api.policy import FocusResolver, label_resolver
 from service.api.records import RequestRecords
+from service.errors import ConfigError
 from service.metrics import Metrics
 from service.models import LoadedModel, calibration_logits, load_model
 from service.modulation.calibration import Top1Curve, solve_sigma
 from service.modulation.keys import derive_projection_key
 from service.presets import resolve_model_path
 from service.serving.batcher import BatchStats, DynamicBatcher
-from service.serving.generation import GenerationEngine, StepStats, focus_token_ids
+from service.serving.generation import BuiltinEngine, GenerationEngine, StepStats, focus_token_ids
 from service.serving.predict import Row, classify_batch, segment_batch
 from service.settings import Settings
 from service.store import EmbeddedRedis, RateLimiter, TenantStore, make_redis
@@ -184,18 +185,26 @@ def _resolver(model: LoadedModel) -> FocusResolver:
     return label_resolver(model.labels)
 
 
+def generation_engine(c: Components) -> GenerationEngine:
+    """The engine ``AIM_ENGINE`` / ``--engine`` chose, for the loaded text-generation model."""
+    s, model = c.settings, c.model
+    if s.engine == "vllm":
+        raise ConfigError("AIM_ENGINE=vllm: the vLLM engine is not available in this build yet")
+    return BuiltinEngine(
+        model.model,
+        model.tokenizer,
+        device=model.device,
+        max_batch_size=s.max_batch_size,
+        max_wait_ms=s.max_wait_ms,
+        max_queue=s.queue_size,
+        metrics_hook=step_hook(c.metrics),
+    )
+
+
 async def _start_engine(c: Components) -> None:
     s, model = c.settings, c.model
     if model.task == "text-generation":
-        c.generator = GenerationEngine(
-            model.model,
-            model.tokenizer,
-            device=model.device,
-            max_batch_size=s.max_batch_size,
-            max_wait_ms=s.max_wait_ms,
-            max_queue=s.queue_size,
-            metrics_hook=step_hook(c.metrics),
-        )
+        c.generator = generation_engine(c)
         await c.generator.start()
         c._stack.push_async_callback(c.generator.stop)
         return

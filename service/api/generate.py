@@ -25,10 +25,10 @@ from service.api.policy import row_spec
 from service.errors import AimError
 from service.modulation.keys import derive_projection_key
 from service.serving.generation import (
+    EventStream,
     GenerationDone,
     GenerationEvent,
     GenerationRequest,
-    GenerationStream,
     encode_prompt,
 )
 
@@ -47,28 +47,19 @@ def build_request(
     c: Components, caller: Caller, prompt_ids: tuple[int, ...], d: Decoding
 ) -> GenerationRequest:
     spec = row_spec(c.settings.secret, caller.tier.name, caller.tier.sigma, caller.focus)
+    projection = derive_projection_key(c.settings.secret)
     return GenerationRequest(
-        prompt_ids=prompt_ids,
-        max_new_tokens=d.max_new_tokens,
-        key=spec.key,
-        temperature=d.temperature,
-        top_p=d.top_p,
-        stop=tuple(d.stop),
-        sigma=spec.sigma,
-        focus_token_ids=spec.focus_ids,
-        focus_strength=spec.focus_strength,
-        focus_sign=spec.focus_sign,
-        projection=derive_projection_key(c.settings.secret),
+        prompt_ids, d.max_new_tokens, spec, d.temperature, d.top_p, tuple(d.stop), projection
     )
 
 
-async def admit(c: Components, req: GenerationRequest) -> GenerationStream:
+async def admit(c: Components, req: GenerationRequest) -> EventStream:
     """Validate and queue ``req`` (BadInput / PayloadTooLarge / Unavailable raise here)."""
     assert c.generator is not None  # routes check the task first
     return await c.generator.submit(req)
 
 
-async def observed(c: Components, caller: Caller, stream: GenerationStream) -> AsyncIterator[GenerationEvent]:
+async def observed(c: Components, caller: Caller, stream: EventStream) -> AsyncIterator[GenerationEvent]:
     """The stream's events, with time to first token, inter-token latency, tokens and fidelity counted."""
     tier = caller.tier.name
     start = last = time.perf_counter()
@@ -91,14 +82,14 @@ async def observed(c: Components, caller: Caller, stream: GenerationStream) -> A
         await stream.aclose()
 
 
-async def collect(c: Components, caller: Caller, stream: GenerationStream) -> GenerationDone:
+async def collect(c: Components, caller: Caller, stream: EventStream) -> GenerationDone:
     async for event in observed(c, caller, stream):
         if isinstance(event, GenerationDone):
             return event
     raise AimError("the generation ended without a result")
 
 
-def sse(c: Components, caller: Caller, stream: GenerationStream, frame: Frame) -> StreamingResponse:
+def sse(c: Components, caller: Caller, stream: EventStream, frame: Frame) -> StreamingResponse:
     """Server-sent events: one ``data:`` line per frame, an error frame on failure, then ``[DONE]``."""
 
     async def body() -> AsyncIterator[bytes]:

@@ -1,6 +1,6 @@
 """The LLM experiment: a short-answer question set answered by greedy, modulated generation under each σ.
 
-Decoding goes through the serving path's `GenerationEngine` (every step modulated at the row's own step
+Decoding goes through the serving path's `BuiltinEngine` (every step modulated at the row's own step
 index, greedy on the modulated logits), so the answers are exactly what a tenant of that σ would read.
 Scoring (documented in docs/results.md):
 - numeric answers: the first number in the completion that is not one of the question's own operands must
@@ -21,7 +21,7 @@ from typing import Any
 
 from service.errors import BadInput
 from service.evaluation.sampling import EVAL_SECRET
-from service.modulation import derive_row_key, input_digest
+from service.modulation import RowSpec, derive_row_key, input_digest
 
 _NUMBER = re.compile(r"-?\d+")
 
@@ -94,7 +94,7 @@ async def _answer_all(
 
     async def one(ids: tuple[int, ...], q: Question) -> Answer:
         key = derive_row_key(EVAL_SECRET, "evaluation-generate", input_digest(q.question.encode()))
-        req = GenerationRequest(prompt_ids=ids, max_new_tokens=max_new, key=key, sigma=sigma)
+        req = GenerationRequest(prompt_ids=ids, max_new_tokens=max_new, spec=RowSpec(sigma, key))
         done = await collect(await engine.submit(req))
         text = done.text.strip()
         return Answer(sigma, q, text, is_correct(q, text), done.usage.completion_tokens, done.fidelity.agree)
@@ -109,13 +109,13 @@ def run_generation(
 
     ``loaded`` is a text-generation `LoadedModel` (``.model``, ``.tokenizer``, ``.device``).
     """
-    from service.serving.generation import GenerationEngine, encode_chat
+    from service.serving.generation import BuiltinEngine, encode_chat
 
     tok = loaded.tokenizer
     prompts = [encode_chat(tok, [{"role": "user", "content": q.question}]) for q in questions]
 
     async def main() -> list[Answer]:
-        engine = GenerationEngine(
+        engine = BuiltinEngine(
             loaded.model,
             tok,
             device=loaded.device,

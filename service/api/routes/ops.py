@@ -22,7 +22,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> Response:
-    """200 only when the model is loaded and tenant configuration can be resolved (Redis answers)."""
+    """200 only when the model is loaded, tenant configuration can be resolved (Redis answers) and the
+    generation engine, if any, can serve (a vLLM backend that is starting or restarting cannot)."""
     components = getattr(request.app.state, "components", None)
     checks: dict[str, Any] = {"model": components is not None}
     if components is not None:
@@ -32,6 +33,8 @@ async def readyz(request: Request) -> Response:
         if not checks["redis"]:
             components.metrics.count_redis_error("ping")
         checks["tiers"] = components.tiers.current is not None
+        if components.generator is not None:
+            checks["engine"] = components.generator.stats().ready
     ready = all(checks.values())
     status = {"status": "ready" if ready else "not_ready", "checks": checks}
     return JSONResponse(

@@ -1,17 +1,18 @@
-"""Modulated text generation: request and event types, the built-in engine, prompt encoding.
+"""Modulated text generation: the engine interface, request and event types, the built-in engine.
 
-engine.py (the engine the web layer calls), worker.py (the decoding loop), batch.py (the running batch's
-KV cache), row.py (one request's state), sampling.py (keyed token choice), text.py (prompts, focus
-targets, streaming detokenisation), types.py (requests, events, statistics and their one check).
+interface.py (`GenerationEngine`, what the web layer talks to), engine.py (the built-in engine),
+worker.py (the decoding loop), batch.py (the running batch's KV cache), row.py (one request's state),
+sampling.py (keyed token choice), text.py (prompts, focus targets, streaming detokenisation), types.py
+(requests, events, statistics and their one check).
 """
 
 from __future__ import annotations
 
 from service.serving.generation.engine import (
+    BuiltinEngine,
     Fidelity,
     FinishReason,
     GenerationDone,
-    GenerationEngine,
     GenerationEvent,
     GenerationRequest,
     GenerationStream,
@@ -23,8 +24,12 @@ from service.serving.generation.engine import (
     encode_prompt,
     focus_token_ids,
 )
+from service.serving.generation.interface import EngineStats, EventStream, GenerationEngine
 
 __all__ = [
+    "BuiltinEngine",
+    "EngineStats",
+    "EventStream",
     "Fidelity",
     "FinishReason",
     "GenerationDone",

@@ -1,8 +1,8 @@
-"""Modulated text generation: the engine the web layer calls.
+"""The built-in generation engine: transformers in this process, one `GenerationEngine` implementation.
 
-    engine = GenerationEngine(model, tokenizer, device=..., max_batch_size=8, max_wait_ms=10, max_queue=64)
+    engine = BuiltinEngine(model, tokenizer, device=..., max_batch_size=8, max_wait_ms=10, max_queue=64)
     await engine.start()
-    stream = await engine.submit(GenerationRequest(prompt_ids=..., max_new_tokens=64, key=row_key, sigma=0.5))
+    stream = await engine.submit(GenerationRequest(prompt_ids=..., max_new_tokens=64, spec=row_spec))
     async for event in stream:       # TokenDelta ..., then one GenerationDone
         ...
     await engine.stop()
@@ -26,6 +26,7 @@ import torch
 
 from service.errors import AimError, ConfigError, Unavailable
 from service.serving.generation.batch import cache_is_mergeable
+from service.serving.generation.interface import EngineStats
 from service.serving.generation.row import Row
 from service.serving.generation.text import StreamText, encode_chat, encode_prompt, focus_token_ids
 from service.serving.generation.types import (
@@ -45,10 +46,10 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 __all__ = [
+    "BuiltinEngine",
     "Fidelity",
     "FinishReason",
     "GenerationDone",
-    "GenerationEngine",
     "GenerationEvent",
     "GenerationRequest",
     "GenerationStream",
@@ -110,7 +111,7 @@ class GenerationStream(AsyncIterator[GenerationEvent]):
             self._row.cancelled = True
 
 
-class GenerationEngine:
+class BuiltinEngine:
     """Batched, modulated decoding of one causal LM on a dedicated worker thread.
 
     Args:
@@ -141,7 +142,7 @@ class GenerationEngine:
         self.context_length = int(getattr(config, "max_position_embeddings", 0) or 0)
         _check_setting("max_position_embeddings", self.context_length, self.context_length > 1)
         self.vocab_size = int(config.vocab_size)
-        eos = _eos_ids(model, tokenizer)
+        eos = eos_ids(model, tokenizer)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos, default=0)
         # The worker decodes with its own copy: a tokenizer shared across threads can fail with
         # "Already borrowed" when one thread changes its padding/truncation state mid-call.
@@ -165,6 +166,10 @@ class GenerationEngine:
     def queue_depth(self) -> int:
         """Requests waiting for a batch slot."""
         return len(self._worker.waiting)
+
+    def stats(self) -> EngineStats:
+        running = self._thread is not None
+        return EngineStats("builtin", running, self.queue_depth, self._worker.running)
 
     async def start(self) -> None:
         """Start the worker thread; events are delivered on the calling event loop."""
@@ -193,9 +198,9 @@ class GenerationEngine:
         loop = self._loop
         if loop is None or self._thread is None:
             raise Unavailable("the generation engine is not running")
-        spec = validate_request(req, context_length=self.context_length, vocab_size=self.vocab_size)
+        validate_request(req, context_length=self.context_length, vocab_size=self.vocab_size)
         queue: asyncio.Queue[_Item] = asyncio.Queue()
-        row = Row(req, spec, queue, StreamText(self._decoder, req.stop))
+        row = Row(req, queue, StreamText(self._decoder, req.stop))
         with self._worker.cond:
             if len(self._worker.waiting) >= self._max_queue:
                 raise Unavailable(
@@ -235,7 +240,7 @@ def _put_all(items: list[tuple[Row, _Item]]) -> None:
         row.outbox.put_nowait(item)
 
 
-def _eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
+def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> frozenset[int]:
     """End-of-sequence ids: the generation config's (what `generate` stops on) plus the tokenizer's."""
     ids: set[int] = set()
     gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

@@ -31,7 +31,6 @@ class Row:
     """
 
     request: GenerationRequest
-    spec: RowSpec
     outbox: Any  # the consumer's queue; only the engine's delivery callback touches it
     text: StreamText
     submitted_at: float = field(default_factory=time.monotonic)
@@ -41,6 +40,10 @@ class Row:
     steps: int = 0
     agree: int = 0
     codes: Any = None
+
+    @property
+    def spec(self) -> RowSpec:
+        return self.request.spec
 
     def advance(self, token: int, agrees: bool, eos_ids: frozenset[int]) -> list[GenerationEvent]:
         """Record one decoding step; returns the events it produced, ending with `GenerationDone` when

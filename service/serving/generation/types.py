@@ -1,8 +1,8 @@
 """The generation engine's request, event and statistics types, and the one place requests are checked.
 
 A `GenerationRequest` carries token ids (the web layer builds them with `service.serving.generation.text`) and
-the row's modulation settings. `validate_request` checks it once, at `GenerationEngine.submit`; the
-decoding loop trusts what passed.
+the row's `RowSpec` as the policy built it. `validate_request` checks it once, at every engine's
+``submit``; the decoding loop trusts what passed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.errors import BadInput, PayloadTooLarge
-from service.modulation import BOOST, RowKey, RowSpec
+from service.modulation import RowKey, RowSpec
 
 FinishReason = Literal["stop", "length"]
 
@@ -27,27 +27,23 @@ class GenerationRequest:
 
     prompt_ids: the prompt's token ids (chat template already applied for chat requests).
     max_new_tokens: at most this many tokens are generated (EOS counts as one).
-    key: the row's base noise key (the gateway's `derive_tier_key`); it keys the modulation noise and the
-        sampling draws alike, together with the prompt's semantic codes.
+    spec: the row's modulation (σ, base noise key, focus) as `service.api.policy.row_spec` built it, already
+        checked by `RowSpec` itself; its key keys the modulation noise and the sampling draws alike,
+        together with the prompt's semantic codes.
     projection: the semantic hash's projection key (`derive_projection_key`): the engine hashes the clean
         logits of the first decoding step with it (`service.modulation.semantic.prompt_codes`). None: no
-        semantic part; ``key`` alone keys the noise and must then be specific to the input.
+        semantic part; the spec's key alone keys the noise and must then be specific to the input.
     temperature: 0 = greedy on the modulated logits; > 0 samples from softmax(modulated / temperature).
     top_p: nucleus sampling mass in (0, 1]; None = the whole distribution. Ignored when greedy.
     stop: strings that end the completion; the completion is cut before the first one found.
-    sigma, focus_token_ids, focus_strength, focus_sign: the row's `RowSpec` (logit units).
     """
 
     prompt_ids: tuple[int, ...]
     max_new_tokens: int
-    key: RowKey
+    spec: RowSpec
     temperature: float = 0.0
     top_p: float | None = None
     stop: tuple[str, ...] = ()
-    sigma: float = 0.0
-    focus_token_ids: tuple[int, ...] = ()
-    focus_strength: float = 0.0
-    focus_sign: int = BOOST
     projection: RowKey | None = None
 
 
@@ -107,8 +103,9 @@ class StepStats:
     step_s: float
 
 
-def validate_request(req: GenerationRequest, *, context_length: int, vocab_size: int) -> RowSpec:
-    """Check every field once; returns the row's `RowSpec`.
+def validate_request(req: GenerationRequest, *, context_length: int, vocab_size: int) -> None:
+    """Check every field once (the `RowSpec` checked itself when it was built; its focus ids are checked
+    here against the vocabulary).
 
     Raises:
         PayloadTooLarge: the prompt alone fills the model's context.
@@ -135,19 +132,9 @@ def validate_request(req: GenerationRequest, *, context_length: int, vocab_size:
     if req.top_p is not None and not (math.isfinite(req.top_p) and 0.0 < req.top_p <= 1.0):
         raise BadInput(f"top_p must be in (0, 1], got {req.top_p!r}")
     _check_stop(req.stop)
-    bad = [t for t in req.focus_token_ids if not 0 <= t < vocab_size]
+    bad = [t for t in req.spec.focus_ids if not 0 <= t < vocab_size]
     if bad:
         raise BadInput(f"focus token ids {bad[:5]} are outside the vocabulary of {vocab_size} tokens")
-    try:
-        return RowSpec(
-            sigma=req.sigma,
-            key=req.key,
-            focus_ids=req.focus_token_ids,
-            focus_strength=req.focus_strength,
-            focus_sign=req.focus_sign,
-        )
-    except ValueError as exc:
-        raise BadInput(str(exc)) from exc
 
 
 def _check_stop(stop: tuple[str, ...]) -> None:

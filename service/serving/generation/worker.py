@@ -71,6 +71,11 @@ class Worker:
         self._mod: ModulationBatch | None = None
         self._sampling = SamplingBatch(None, None, None)
 
+    @property
+    def running(self) -> int:
+        """Rows in the running batch (read from any thread: a length, no lock needed)."""
+        return len(self._rows)
+
     def arm(self) -> None:
         """Allow ``run`` to serve again after a ``stop`` (call before starting a new thread)."""
         with self.cond:

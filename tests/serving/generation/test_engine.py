@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from service.errors import BadInput, ConfigError, PayloadTooLarge, Unavailable
+from service.modulation import BOOST, RowSpec
 from service.presets.sources import package_file
 from service.serving.generation import (
+    BuiltinEngine,
     GenerationDone,
-    GenerationEngine,
     GenerationRequest,
     TokenDelta,
     collect,
@@ -76,7 +77,7 @@ def run_engine(lm, body, *, hook=None, **settings):
     opts = {"max_batch_size": 4, "max_wait_ms": 100.0, "max_queue": 16, **settings}
 
     async def main():
-        engine = GenerationEngine(model, tok, device="cpu", metrics_hook=hook, **opts)
+        engine = BuiltinEngine(model, tok, device="cpu", metrics_hook=hook, **opts)
         await engine.start()
         try:
             return await body(engine)
@@ -86,9 +87,9 @@ def run_engine(lm, body, *, hook=None, **settings):
     return asyncio.run(main())
 
 
-def req(ids, **kw) -> GenerationRequest:
-    kw.setdefault("key", KEY)
-    return GenerationRequest(prompt_ids=tuple(ids), max_new_tokens=kw.pop("max_new_tokens", N), **kw)
+def req(ids, *, key=KEY, sigma=0.0, focus_token_ids=(), focus_strength=0.0, focus_sign=BOOST, **kw):
+    spec = RowSpec(sigma, key, tuple(focus_token_ids), focus_strength, focus_sign)
+    return GenerationRequest(tuple(ids), kw.pop("max_new_tokens", N), spec, **kw)
 
 
 async def gather(engine, requests):
@@ -223,7 +224,7 @@ def test_stop_fails_unfinished_requests_and_the_engine_can_restart(lm, prompts, 
     model, tok = lm
 
     async def main():
-        engine = GenerationEngine(model, tok, device="cpu", max_batch_size=1, max_wait_ms=0, max_queue=4)
+        engine = BuiltinEngine(model, tok, device="cpu", max_batch_size=1, max_wait_ms=0, max_queue=4)
         with pytest.raises(Unavailable, match="not running"):
             await engine.submit(req(prompts[0]))
         await engine.start()
@@ -274,7 +275,6 @@ def test_requests_are_validated_once_at_submit(lm, prompts) -> None:
             (req(prompts[0], temperature=-1.0), BadInput, "temperature"),
             (req(prompts[0], top_p=0.0), BadInput, "top_p"),
             (req(prompts[0], stop=("",)), BadInput, "stop"),
-            (req(prompts[0], sigma=-0.1), BadInput, "sigma"),
             (req(prompts[0], focus_token_ids=(10**7,)), BadInput, "focus"),
             (req([10**7]), BadInput, "prompt token ids"),
         ]
@@ -285,7 +285,7 @@ def test_requests_are_validated_once_at_submit(lm, prompts) -> None:
 
     assert run_engine(lm, body) == 0
     with pytest.raises(ConfigError, match="max_batch_size"):
-        GenerationEngine(model, tok, device="cpu", max_batch_size=0, max_wait_ms=1, max_queue=1)
+        BuiltinEngine(model, tok, device="cpu", max_batch_size=0, max_wait_ms=1, max_queue=1)
 
 
 _WORDS: set[str] = set()
