@@ -27,6 +27,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from service.errors import ConfigError
+from service.tiers.registry import RELOAD_STATUSES
 
 __all__ = [
     "BATCH_SIZE_BUCKETS",
@@ -64,8 +65,8 @@ DEFAULT_LATENCY_BUCKETS: tuple[float, ...] = (
 REDIS_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
 #: Rows per model forward.
 BATCH_SIZE_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-#: The ``status`` values of ``aim_tier_reloads_total``.
-TIER_RELOAD_STATUSES: tuple[str, str] = ("ok", "failed")
+#: The ``status`` values of ``aim_tier_reloads_total`` (applied, invalid file, refused by the reload guard).
+TIER_RELOAD_STATUSES: tuple[str, ...] = RELOAD_STATUSES
 #: ``tier`` label of requests that never resolved to a tenant (missing or unknown key).
 NO_TIER = "-"
 #: ``route`` label of requests that matched no route (404 on an unknown path).
@@ -141,6 +142,12 @@ class Metrics:
             "aim_redis_duration_seconds", "Redis operation latency, s.", ("op",), REDIS_BUCKETS
         )
         self._reloads = self._counter("aim_tier_reloads", "tiers.yaml reloads by outcome.", ("status",))
+        self._persistence = Gauge(
+            "aim_redis_persistence",
+            "Redis persistence seen at start: 2 AOF, 1 RDB only, 0 none (data lost on restart), -1 unknown.",
+            registry=registry,
+        )
+        self._persistence.set(-1)
         self._model = Info("aim_model", "The loaded model.", registry=registry)
         # Series that exist from the start read 0 instead of "no data" on the dashboard.
         for status in TIER_RELOAD_STATUSES:
@@ -235,9 +242,13 @@ class Metrics:
         """One failed Redis operation (connection refused, timeout, script error)."""
         self._redis_errors.labels(op).inc()
 
-    def count_tier_reload(self, ok: bool) -> None:
-        """One tiers.yaml reload attempt; a failed one kept the last good tiers in force."""
-        self._reloads.labels(TIER_RELOAD_STATUSES[0] if ok else TIER_RELOAD_STATUSES[1]).inc()
+    def count_tier_reload(self, status: str) -> None:
+        """One tiers.yaml reload attempt (a `TIER_RELOAD_STATUSES` value); only ``ok`` changed the tiers."""
+        self._reloads.labels(status).inc()
+
+    def set_redis_persistence(self, value: int) -> None:
+        """What Redis persists (`service.store.persistence.Persistence`: 2, 1, 0 or -1)."""
+        self._persistence.set(value)
 
     def set_model_info(self, name: str, task: str, device: str, dtype: str) -> None:
         """Describe the loaded model (one ``aim_model_info`` series with value 1, replaced on each call)."""

@@ -13,7 +13,9 @@ Variables (the contract's five, then serving knobs):
 - ``AIM_MAX_BATCH_SIZE`` (rows, default 32), ``AIM_MAX_WAIT_MS`` (batching delay, default 5 ms),
   ``AIM_QUEUE_SIZE`` (waiting requests before 503, default 256), ``AIM_MAX_BODY_BYTES`` (default 8 MiB),
   ``AIM_KEY_CACHE_TTL_S`` (local key cache, default 5 s), ``AIM_REDIS_GRACE_S`` (how long cached
-  tenants are served while Redis is down, default 60 s).
+  tenants are served while Redis is down, default 60 s), ``AIM_REDIS_TIMEOUT_MS`` (bound of every Redis
+  call: connect, read, retry; default 250 ms), ``AIM_REDIS_POOL_SIZE`` (Redis calls in flight at once,
+  default 64), ``AIM_REDIS_POOL_WAIT_MS`` (how long a call waits for a free one, default 1000 ms).
 - ``AIM_ENGINE``: the text-generation engine, ``builtin`` (transformers in this process, the default) or
   ``vllm`` (a vLLM server; see docs/deployment.md); ``aimserve serve --engine`` overrides it.
 
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from service.errors import ConfigError
+from service.store.connection import DEFAULT_SLOT_WAIT_S, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S
 
 EngineName = Literal["builtin", "vllm"]
 ENGINES: tuple[EngineName, ...] = ("builtin", "vllm")
@@ -61,6 +64,9 @@ class Settings:
     key_cache_ttl_s: float = 5.0
     redis_grace_s: float = 60.0
     engine: EngineName = "builtin"
+    redis_timeout_s: float = DEFAULT_TIMEOUT_S
+    redis_pool_size: int = DEFAULT_SLOTS
+    redis_pool_wait_s: float = DEFAULT_SLOT_WAIT_S
 
     def __repr__(self) -> str:
         # Only the presence of a secret is shown; a Redis URL can hold a password, so it is masked too.
@@ -70,7 +76,9 @@ class Settings:
             f"metrics_token={_presence(self.metrics_token)}, max_batch_size={self.max_batch_size}, "
             f"max_wait_ms={self.max_wait_ms}, queue_size={self.queue_size}, "
             f"max_body_bytes={self.max_body_bytes}, key_cache_ttl_s={self.key_cache_ttl_s}, "
-            f"redis_grace_s={self.redis_grace_s}, engine={self.engine!r})"
+            f"redis_grace_s={self.redis_grace_s}, redis_timeout_s={self.redis_timeout_s}, "
+            f"redis_pool_size={self.redis_pool_size}, redis_pool_wait_s={self.redis_pool_wait_s}, "
+            f"engine={self.engine!r})"
         )
 
     __str__ = __repr__
@@ -107,6 +115,15 @@ class Settings:
             max_body_bytes=_int(env, "AIM_MAX_BODY_BYTES", 8 * 1024 * 1024, lo=1024, hi=1 << 30),
             key_cache_ttl_s=_float(env, "AIM_KEY_CACHE_TTL_S", 5.0, lo=0.0, hi=300.0),
             redis_grace_s=_float(env, "AIM_REDIS_GRACE_S", 60.0, lo=0.0, hi=86_400.0),
+            redis_timeout_s=_float(
+                env, "AIM_REDIS_TIMEOUT_MS", DEFAULT_TIMEOUT_S * 1000, lo=10.0, hi=10_000.0
+            )
+            / 1000,
+            redis_pool_size=_int(env, "AIM_REDIS_POOL_SIZE", DEFAULT_SLOTS, lo=1, hi=10_000),
+            redis_pool_wait_s=_float(
+                env, "AIM_REDIS_POOL_WAIT_MS", DEFAULT_SLOT_WAIT_S * 1000, lo=0.0, hi=60_000.0
+            )
+            / 1000,
             engine=parse_engine(_opt(env, "AIM_ENGINE") or "builtin", "AIM_ENGINE"),
         )
 

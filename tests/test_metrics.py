@@ -29,6 +29,7 @@ FAMILIES = {
     "aim_redis_errors": "counter",
     "aim_redis_duration_seconds": "histogram",
     "aim_tier_reloads": "counter",
+    "aim_redis_persistence": "gauge",
     "aim_model": "info",
 }
 ALLOWED_LABELS = {"tier", "route", "status", "task", "op", "le"}
@@ -52,7 +53,8 @@ def exercised(metrics: Metrics) -> Metrics:
     metrics.observe_inter_token("free", 0.03)
     metrics.observe_redis("resolve_key", 0.0004)
     metrics.count_redis_error("rate_limit")
-    metrics.count_tier_reload(True)
+    metrics.count_tier_reload("ok")
+    metrics.set_redis_persistence(2)
     metrics.set_model_info("smollm2-135m", "text-generation", "cpu", "float32")
     return metrics
 
@@ -185,7 +187,7 @@ def test_ops_series_exist_at_zero_before_any_error():
     assert value(metrics, "aim_tier_reloads_total", status="failed") == 0
     metrics.observe_redis("resolve_key", 0.001)
     assert value(metrics, "aim_redis_errors_total", op="resolve_key") == 0
-    metrics.count_tier_reload(False)
+    metrics.count_tier_reload("failed")
     metrics.count_redis_error("resolve_key")
     assert value(metrics, "aim_tier_reloads_total", status="failed") == 1
     assert value(metrics, "aim_redis_errors_total", op="resolve_key") == 1

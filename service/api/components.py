@@ -29,7 +29,8 @@ from service.serving.batcher import BatchStats, DynamicBatcher
 from service.serving.generation import BuiltinEngine, GenerationEngine, StepStats, focus_token_ids
 from service.serving.predict import Row, classify_batch, segment_batch
 from service.settings import Settings
-from service.store import EmbeddedRedis, RateLimiter, TenantStore, make_redis
+from service.store import EmbeddedRedis, RateLimiter, RedisGate, TenantStore
+from service.store.persistence import check_persistence
 from service.tiers import TierRegistry
 
 log = logging.getLogger("aimserve")
@@ -124,8 +125,14 @@ async def start_components(
             embedded = EmbeddedRedis(settings.state_dir / "redis")
             url = await asyncio.to_thread(embedded.start)
             stack.callback(embedded.stop)
-        redis = make_redis(url)
-        stack.push_async_callback(redis.aclose)
+        gate = RedisGate.from_url(
+            url,
+            timeout_s=settings.redis_timeout_s,
+            slots=settings.redis_pool_size,
+            slot_wait_s=settings.redis_pool_wait_s,
+        )
+        stack.push_async_callback(gate.aclose)
+        await gate.warm()
         path = resolve_model_path(model_ref, settings.state_dir)
         model = await asyncio.to_thread(load_model, path, task=task)
         metrics.set_model_info(
@@ -133,10 +140,11 @@ async def start_components(
         )
         tiers = TierRegistry(tiers_path, fidelity_solver(model), on_reload=_reload_hook(metrics))
         await asyncio.to_thread(tiers.reload_or_raise)
-        store = TenantStore.from_url(
-            url, settings.secret, cache_ttl_s=settings.key_cache_ttl_s, grace_s=settings.redis_grace_s
+        store = TenantStore(
+            gate, settings.secret, cache_ttl_s=settings.key_cache_ttl_s, grace_s=settings.redis_grace_s
         )
         await store.start()
+        metrics.set_redis_persistence(await check_persistence(gate.redis))
         stack.push_async_callback(store.close)
         if watch_tiers:
             stack.push_async_callback(tiers.stop_watching)
@@ -145,10 +153,10 @@ async def start_components(
             settings,
             model,
             store,
-            RateLimiter(store.redis),
+            RateLimiter(gate),
             tiers,
             metrics,
-            RequestRecords(store.redis),
+            RequestRecords(gate),
             _resolver(model),
             _stack=stack,
         )
@@ -159,10 +167,10 @@ async def start_components(
         raise
 
 
-def _reload_hook(metrics: Metrics) -> Callable[[bool, dict[str, float]], None]:
-    def hook(ok: bool, sigmas: dict[str, float]) -> None:
-        metrics.count_tier_reload(ok)
-        if ok:
+def _reload_hook(metrics: Metrics) -> Callable[[str, dict[str, float]], None]:
+    def hook(status: str, sigmas: dict[str, float]) -> None:
+        metrics.count_tier_reload(status)
+        if status == "ok":
             metrics.set_tiers(sigmas)
 
     return hook

@@ -64,7 +64,7 @@ async def get_caller(
         start = time.perf_counter()
         decision = await c.limiter.hit(f"tenant:{tenant.id}", tier.rate_limit.requests_per_minute)
         c.metrics.observe_redis("rate_limit", time.perf_counter() - start)
-        if not c.limiter.health.is_up:  # the limiter fell back to its local bucket
+        if decision.local:  # the limiter fell back to its local bucket
             c.metrics.count_redis_error("rate_limit")
         if not decision.allowed:
             raise RateLimited(

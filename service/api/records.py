@@ -2,8 +2,9 @@
 
 ``aim:req:<id>`` is a hash: ``tenant``, ``tier`` and ``labels`` (the served top-1 per input, JSON). A
 feedback label is counted once per (request, index): ``aim:req:<id>:fb`` remembers the indices already
-labelled. Writing a record is best effort: when Redis is down the answer still goes out and feedback on
-that request is later refused with 404 rather than counted wrongly.
+labelled. Writing a record is best effort: when Redis is down (or every connection busy) the answer still
+goes out, at once while the breaker is open, and feedback on that request is later refused with 404
+rather than counted wrongly. Every call goes through the store's :class:`RedisGate`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import cast
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from service.errors import NotFound, Unavailable
+from service.store import RedisGate, RedisUnavailable
 
 RECORD_TTL_S = 24 * 3600
 log = logging.getLogger("aimserve.records")
@@ -30,26 +29,26 @@ class Record:
 
 
 class RequestRecords:
-    def __init__(self, redis: Redis, ttl_s: int = RECORD_TTL_S) -> None:
-        """``redis`` is a ``decode_responses=True`` client (`service.store.make_redis`)."""
-        self._redis = redis
+    def __init__(self, gate: RedisGate, ttl_s: int = RECORD_TTL_S) -> None:
+        self._gate = gate
         self._ttl = ttl_s
 
     async def remember(self, request_id: str, tenant: str, tier: str, labels: list[str]) -> None:
         key = f"aim:req:{request_id}"
+        pipe = self._gate.redis.pipeline(transaction=True)
+        pipe.hset(key, mapping={"tenant": tenant, "tier": tier, "labels": json.dumps(labels)})
+        pipe.expire(key, self._ttl)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping={"tenant": tenant, "tier": tier, "labels": json.dumps(labels)})
-                pipe.expire(key, self._ttl)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            log.warning("request record %s not kept: %s", request_id, type(exc).__name__)
+            await self._gate.call(pipe.execute)
+        except RedisUnavailable as exc:
+            log.warning("request record %s not kept: %s", request_id, exc)
 
     async def get(self, request_id: str, tenant: str) -> Record:
         """The record, only for the tenant that made the request (others get the same 404)."""
+        key = f"aim:req:{request_id}"
         try:
-            raw = await self._redis.hgetall(f"aim:req:{request_id}")
-        except (RedisError, OSError):
+            raw = await self._gate.call(lambda: self._gate.redis.hgetall(key))
+        except RedisUnavailable:
             raise Unavailable(
                 "request records are unavailable", code="dependency_unavailable", retry_after=5
             ) from None
@@ -61,12 +60,12 @@ class RequestRecords:
     async def first_label(self, request_id: str, index: int) -> bool:
         """True the first time (request, index) is labelled; False for a repeat."""
         key = f"aim:req:{request_id}:fb"
+        pipe = self._gate.redis.pipeline(transaction=True)
+        pipe.sadd(key, str(index))
+        pipe.expire(key, self._ttl)
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.sadd(key, str(index))
-                pipe.expire(key, self._ttl)
-                added, _ = await pipe.execute()
-        except (RedisError, OSError):
+            added, _ = await self._gate.call(pipe.execute)
+        except RedisUnavailable:
             raise Unavailable(
                 "request records are unavailable", code="dependency_unavailable", retry_after=5
             ) from None

@@ -5,8 +5,9 @@ Import the pieces from here; nothing in this package imports FastAPI or the mode
 
 from __future__ import annotations
 
-from service.store.connection import REDIS_ERRORS, RedisHealth, make_redis
+from service.store.connection import REDIS_ERRORS, make_redis
 from service.store.embedded import EmbeddedRedis
+from service.store.gate import RedisGate, RedisUnavailable
 from service.store.models import UNSET, FocusPref, IssuedKey, KeyInfo, Tenant
 from service.store.ratelimit import LocalRateLimiter, RateDecision, RateLimiter
 from service.store.tenants import TenantStore
@@ -21,7 +22,8 @@ __all__ = [
     "LocalRateLimiter",
     "RateDecision",
     "RateLimiter",
-    "RedisHealth",
+    "RedisGate",
+    "RedisUnavailable",
     "Tenant",
     "TenantStore",
     "make_redis",

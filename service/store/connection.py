@@ -1,15 +1,14 @@
-"""The Redis client the store expects, and a small health tracker / circuit breaker around it.
+"""The Redis client the store expects, and the 503 it answers when Redis cannot be used.
 
-:func:`make_redis` builds a ``redis.asyncio.Redis`` that fails fast (short socket timeouts, one
-reconnect attempt) because the store has its own outage policy: waiting seconds on a dead Redis on the
-hot path would be worse than answering from the local cache or with 503.
+:func:`make_redis` builds a ``redis.asyncio.Redis`` that fails fast (short connect and socket timeouts,
+one retry after a reconnect) because the store has its own outage policy (:mod:`service.store.gate`):
+waiting on a dead Redis on the request path would be worse than answering from the local cache or
+with 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -18,16 +17,27 @@ from redis.exceptions import RedisError
 
 from service.errors import Unavailable
 
-log = logging.getLogger(__name__)
-
 #: What a failed Redis call can raise (connection refused, reset, timeout, server error replies).
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
+#: Defaults of AIM_REDIS_TIMEOUT_MS (bound of one call), AIM_REDIS_POOL_SIZE (calls in flight) and
+#: AIM_REDIS_POOL_WAIT_MS (wait for a free slot); see :class:`~service.store.gate.RedisGate`.
+DEFAULT_TIMEOUT_S = 0.25
+DEFAULT_SLOTS = 64
+DEFAULT_SLOT_WAIT_S = 1.0
+#: Pool connections beyond the gate's slots: the pub/sub listener, the background probe, and spares.
+RESERVED_CONNECTIONS = 4
 
 
-def make_redis(url: str, *, timeout_s: float = 1.0) -> Redis:
+def make_redis(
+    url: str,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_connections: int = DEFAULT_SLOTS + RESERVED_CONNECTIONS,
+) -> Redis:
     """A ``decode_responses=True`` client for ``url`` with ``timeout_s`` connect/read timeouts.
 
-    One retry after a reconnect covers a pooled connection that died with a restarted server.
+    One retry after a reconnect covers a pooled connection that died with a restarted server. The pool
+    holds at most ``max_connections``; :class:`~service.store.gate.RedisGate` keeps its callers below that.
     """
     return Redis.from_url(
         url,
@@ -36,6 +46,7 @@ def make_redis(url: str, *, timeout_s: float = 1.0) -> Redis:
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=10,
+        max_connections=max_connections,
     )
 
 
@@ -48,50 +59,26 @@ def unavailable(what: str, retry_after: float) -> Unavailable:
     )
 
 
-class RedisHealth:
-    """Tracks whether Redis answered lately; while it is down, lets one probe through per interval.
+def overloaded(what: str) -> Unavailable:
+    """The 503 of a call that found every Redis connection busy (back-pressure; Redis is up)."""
+    return Unavailable(
+        f"{what} is busy (every connection to the tenant database is in use); try again shortly",
+        code="overloaded",
+        retry_after=1,
+    )
 
-    Times are ``time.monotonic()`` seconds. Not thread-safe; used from one event loop.
-    """
 
-    def __init__(self, name: str, probe_interval_s: float = 1.0) -> None:
-        self._name = name
-        self.probe_interval_s = probe_interval_s
-        self.down_since: float | None = None
-        self._last_probe = 0.0
-
-    @property
-    def is_up(self) -> bool:
-        return self.down_since is None
-
-    def down_for(self, now: float | None = None) -> float | None:
-        """Seconds since the outage was first seen, or None while Redis is up."""
-        if self.down_since is None:
-            return None
-        return (time.monotonic() if now is None else now) - self.down_since
-
-    def should_try(self, now: float) -> bool:
-        """True while up; while down, True at most once per ``probe_interval_s``."""
-        if self.down_since is None:
-            return True
-        if now - self._last_probe >= self.probe_interval_s:
-            self._last_probe = now
-            return True
-        return False
-
-    def ok(self) -> bool:
-        """Record a successful call. Returns True when this ends an outage."""
-        if self.down_since is None:
-            return False
-        log.warning("%s: Redis reachable again after %.1f s", self._name, self.down_for())
-        self.down_since = None
-        return True
-
-    def failed(self, exc: BaseException, now: float | None = None) -> None:
-        """Record a failed call; the first failure of an outage is logged."""
-        if self.down_since is None:
-            now = time.monotonic() if now is None else now
-            # The failed call was this outage's first probe; later failures (e.g. the listener's
-            # retries) do not push the next probe back.
-            self.down_since = self._last_probe = now
-            log.warning("%s: Redis unreachable (%s: %s)", self._name, type(exc).__name__, exc)
+def outcome_unknown(what: str, idempotent: bool) -> Unavailable:
+    """The 503 of a write whose command may have reached Redis before the failure."""
+    retry = (
+        "retrying with the same Idempotency-Key is safe: it returns the first outcome and never applies "
+        "the write twice"
+        if idempotent
+        else "read it back before retrying (an Idempotency-Key header makes a retry safe)"
+    )
+    return Unavailable(
+        f"{what}: the tenant database stopped answering after the write was sent, so whether it was "
+        f"applied is unknown; {retry}",
+        code="outcome_unknown",
+        retry_after=1,
+    )

@@ -79,6 +79,13 @@ class EmbeddedRedis:
         return f"redis://:{self._password}@127.0.0.1:{self.port}/0"
 
     @property
+    def pid(self) -> int:
+        """The server's process id (tests stop and continue it with SIGSTOP/SIGCONT to simulate a hang)."""
+        if self._proc is None:
+            raise RuntimeError("EmbeddedRedis is not running")
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from service.store.connection import REDIS_ERRORS, RedisHealth
+from service.store.connection import REDIS_ERRORS
+from service.store.gate import RedisGate
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +31,14 @@ class InvalidationListener:
         *,
         on_message: Callable[[str], None],
         on_reconnect: Callable[[], None],
-        health: RedisHealth,
+        gate: RedisGate,
         retry_s: float = 0.5,
     ) -> None:
         self._redis = redis
         self._channel = channel
         self._on_message = on_message
         self._on_reconnect = on_reconnect
-        self._health = health
+        self._gate = gate
         self._retry_s = retry_s
         self._task: asyncio.Task[None] | None = None
         self.subscribed = asyncio.Event()
@@ -66,11 +67,11 @@ class InvalidationListener:
                     # redis-py may reconnect and resubscribe by itself inside get_message().
                     conn.register_connect_callback(self._reconnected)
                 self.subscribed.set()
-                self._health.ok()
+                self._gate.ok()
                 await self._pump(pubsub)
             except REDIS_ERRORS as exc:
                 self.subscribed.clear()
-                self._health.failed(exc)
+                self._gate.failed(exc)
             finally:
                 if conn is not None:
                     # The connection goes back to the pool, where its reconnects mean nothing to us.

@@ -8,8 +8,9 @@ expiry; the clock is Redis's ``TIME``, so replicas with skewed clocks still agre
 
 Redis outage policy: fail open to a local limiter. While Redis is unreachable each replica enforces the
 same limits with an in-process GCRA of its own, so service continues and a single replica still bounds
-each bucket; across N replicas a bucket may get up to N times its limit until Redis returns. While down,
-at most one Redis probe per ``probe_interval_s`` is made, so the hot path does not wait on a dead server.
+each bucket; across N replicas a bucket may get up to N times its limit until Redis returns. Calls go
+through the :class:`RedisGate`, so the hot path waits at most its bound on a hung server and not at all
+while the breaker is open; a call that finds every connection busy also falls back to the local bucket.
 """
 
 from __future__ import annotations
@@ -17,9 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
-from service.store.connection import REDIS_ERRORS, RedisHealth
+from service.store.gate import RedisGate, RedisUnavailable
 
 # KEYS: bucket. ARGV: per_minute. -> {allowed 0|1, retry_after seconds as a string}.
 _GCRA = """
@@ -41,10 +40,12 @@ return {1, '0'}
 
 @dataclass(frozen=True, slots=True)
 class RateDecision:
-    """``allowed``; when refused, ``retry_after`` seconds (> 0) until a request would pass."""
+    """``allowed``; when refused, ``retry_after`` seconds (> 0) until a request would pass; ``local``
+    when this replica's own bucket decided because the shared one could not be reached."""
 
     allowed: bool
     retry_after: float = 0.0
+    local: bool = False
 
 
 class LocalRateLimiter:
@@ -60,32 +61,29 @@ class LocalRateLimiter:
         tat = max(self._tat.get(bucket, now), now)
         allow_at = tat + interval - 60.0
         if allow_at > now:
-            return RateDecision(False, allow_at - now)
+            return RateDecision(False, allow_at - now, local=True)
         self._tat.pop(bucket, None)
         self._tat[bucket] = tat + interval
         while len(self._tat) > self._max_buckets:
             del self._tat[next(iter(self._tat))]
-        return RateDecision(True)
+        return RateDecision(True, local=True)
 
 
 class RateLimiter:
-    """Shared limiter over ``redis``; ``namespace`` prefixes its keys (``<ns>:rl:<bucket>``)."""
+    """Shared limiter through ``gate``; ``namespace`` prefixes its keys (``<ns>:rl:<bucket>``)."""
 
-    def __init__(self, redis: Redis, *, namespace: str = "aim", probe_interval_s: float = 1.0) -> None:
-        self._script = redis.register_script(_GCRA)
+    def __init__(self, gate: RedisGate, *, namespace: str = "aim") -> None:
+        self._script = gate.redis.register_script(_GCRA)
         self._prefix = f"{namespace}:rl:"
-        self.health = RedisHealth(f"rate limiter {namespace!r}", probe_interval_s)
+        self.gate = gate
         self.local = LocalRateLimiter()
 
     async def hit(self, bucket: str, per_minute: int) -> RateDecision:
         """Count one request against ``bucket`` (e.g. a tenant id) limited to ``per_minute`` (> 0)."""
-        now = time.monotonic()
-        if self.health.should_try(now):
-            try:
-                allowed, retry_after = await self._script(keys=[self._prefix + bucket], args=[per_minute])
-            except REDIS_ERRORS as exc:
-                self.health.failed(exc, now)
-            else:
-                self.health.ok()
-                return RateDecision(bool(int(allowed)), float(retry_after))
-        return self.local.hit(bucket, per_minute, now)
+        try:
+            allowed, retry_after = await self.gate.call(
+                lambda: self._script(keys=[self._prefix + bucket], args=[per_minute])
+            )
+        except RedisUnavailable:
+            return self.local.hit(bucket, per_minute)
+        return RateDecision(bool(int(allowed)), float(retry_after))

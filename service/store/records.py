@@ -1,21 +1,23 @@
 """Tenant and key records in Redis: the admin side of the store, without any cache.
 
 Every write is one atomic Lua script (see :mod:`service.store.scripts`) that also publishes the
-invalidation, and is reported to the caller only after Redis acknowledged it; a Redis failure raises
-:class:`Unavailable` (503 ``dependency_unavailable``). Unknown tenant or key ids raise :class:`NotFound`.
+invalidation, and is reported to the caller only after Redis acknowledged it. Every call goes through
+the :class:`RedisGate`; a failure raises :class:`Unavailable`: ``dependency_unavailable`` (not sent:
+nothing applied), ``outcome_unknown`` (a write sent before Redis stopped answering) or ``overloaded``
+(no connection free in time). Unknown tenant or key ids raise :class:`NotFound`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from redis.asyncio import Redis
-
 from service.errors import NotFound
 from service.store import scripts
-from service.store.connection import REDIS_ERRORS, RedisHealth, unavailable
+from service.store.connection import outcome_unknown, overloaded, unavailable
+from service.store.gate import RedisGate, RedisUnavailable
+from service.store.idempotency import IDEMPOTENCY_TTL_S, IdempotentIds, encode_record, replayed_created_at
 from service.store.keys import KeyHasher, new_api_key, new_key_id, new_tenant_id
 from service.store.models import (
     KEY_ID_RE,
@@ -34,15 +36,14 @@ T = TypeVar("T")
 
 
 class TenantRecords:
-    """CRUD of tenants and keys over ``redis`` (``decode_responses=True``); ``secret`` keys the digests."""
+    """CRUD of tenants and keys through ``gate``; ``secret`` keys the digests."""
 
-    def __init__(
-        self, redis: Redis, secret: bytes, *, namespace: str = "aim", probe_interval_s: float = 1.0
-    ) -> None:
-        self._redis = redis
+    def __init__(self, gate: RedisGate, secret: bytes, *, namespace: str = "aim") -> None:
+        self.gate = gate
+        redis = self._redis = gate.redis
         self._hasher = KeyHasher(secret)
+        self._idempotent = IdempotentIds(secret)
         self._layout = scripts.Layout(namespace)
-        self.health = RedisHealth(f"tenant store {namespace!r}", probe_interval_s)
         self._scripts = {
             name: redis.register_script(text)
             for name, text in (
@@ -55,47 +56,64 @@ class TenantRecords:
             )
         }
 
-    @property
-    def redis(self) -> Redis:
-        """The client (for other Redis users of the service, e.g. the rate limiter)."""
-        return self._redis
-
     # --- tenants ------------------------------------------------------------------------------------
 
-    async def create_tenant(self, name: str, tier: str) -> tuple[Tenant, IssuedKey]:
-        """Create a tenant with its first key. ``tier`` must be checked against the tiers by the caller."""
-        created = datetime.now(UTC)
-        tenant = Tenant(
-            id=new_tenant_id(),
-            name=check_name(name),
-            tier=check_tier(tier),
-            created_at=created,
-        )
-        issued = IssuedKey(key_id=new_key_id(), api_key=new_api_key())
-        digest = self._hasher.digest(issued.api_key)
+    async def create_tenant(
+        self, name: str, tier: str, *, idempotency_key: str | None = None
+    ) -> tuple[Tenant, IssuedKey]:
+        """Create a tenant with its first key. ``tier`` must be checked against the tiers by the caller.
+
+        With ``idempotency_key``, a repeat within a day returns the first create's tenant and key and
+        writes nothing (:mod:`service.store.idempotency`); with other fields it raises BadInput.
+        """
+        request = {"name": check_name(name), "tier": check_tier(tier)}
+        created = datetime.now(UTC).isoformat()
+        if idempotency_key is None:
+            tenant_id, key_id, api_key, idem, record = new_tenant_id(), new_key_id(), new_api_key(), "-", ""
+        else:
+            d = self._idempotent.derive("create-tenant", idempotency_key)
+            tenant_id, key_id, api_key, idem = d.tenant_id, d.key_id, d.api_key, d.digest
+            record = encode_record(request, created)
+        digest = self._hasher.digest(api_key)
         lay = self._layout
-        await self._call(
+        reply = await self._write(
             "creating a tenant",
-            self._scripts["create"](
-                keys=[lay.tenant(tenant.id), lay.tenants, lay.tkeys(tenant.id), lay.key(digest)],
-                args=[tenant.id, tenant.name, tenant.tier, created.isoformat(), issued.key_id, digest],
+            lambda: self._scripts["create"](
+                keys=[
+                    lay.tenant(tenant_id),
+                    lay.tenants,
+                    lay.tkeys(tenant_id),
+                    lay.key(digest),
+                    lay.idem(idem),
+                ],
+                args=[tenant_id, *request.values(), created, key_id, digest, record, IDEMPOTENCY_TTL_S],
             ),
+            idempotent=idempotency_key is not None,
         )
-        return tenant, issued
+        if isinstance(reply, str):  # a repeat: the first create's outcome
+            created = replayed_created_at(reply, request)
+        tenant = Tenant(
+            id=tenant_id,
+            name=request["name"],
+            tier=request["tier"],
+            created_at=datetime.fromisoformat(created),
+        )
+        return tenant, IssuedKey(key_id=key_id, api_key=api_key)
 
     async def get_tenant(self, tenant_id: str) -> Tenant:
-        fields = await self._call("reading a tenant", self._redis.hgetall(self._tenant_key(tenant_id)))
+        key = self._tenant_key(tenant_id)
+        fields = await self._call("reading a tenant", lambda: self._redis.hgetall(key))
         if not fields:
             raise NotFound(f"no tenant {tenant_id!r}")
         return scripts.decode_tenant(scripts.as_str_dict(fields))
 
     async def list_tenants(self) -> list[Tenant]:
         """All tenants, oldest first."""
-        ids = await self._call("listing tenants", self._redis.smembers(self._layout.tenants))
+        ids = await self._call("listing tenants", lambda: self._redis.smembers(self._layout.tenants))
         pipe = self._redis.pipeline(transaction=False)
         for tenant_id in sorted(ids):
             pipe.hgetall(self._layout.tenant(str(tenant_id)))
-        rows = await self._call("listing tenants", pipe.execute())
+        rows = await self._call("listing tenants", pipe.execute)
         tenants = [scripts.decode_tenant(scripts.as_str_dict(row)) for row in rows if row]
         return sorted(tenants, key=lambda t: (t.created_at, t.id))
 
@@ -116,9 +134,9 @@ class TenantRecords:
             changes += ["tier", check_tier(tier)]
         if focus is not UNSET:
             changes += ["focus", scripts.encode_focus(focus)]
-        reply = await self._call(
+        reply = await self._write(
             "updating a tenant",
-            self._scripts["update"](keys=[key], args=[self._layout.channel, tenant_id, *changes]),
+            lambda: self._scripts["update"](keys=[key], args=[self._layout.channel, tenant_id, *changes]),
         )
         if not reply:
             raise NotFound(f"no tenant {tenant_id!r}")
@@ -128,9 +146,9 @@ class TenantRecords:
     async def delete_tenant(self, tenant_id: str) -> None:
         """Delete the tenant and revoke all its keys."""
         lay = self._layout
-        done = await self._call(
+        done = await self._write(
             "deleting a tenant",
-            self._scripts["delete"](
+            lambda: self._scripts["delete"](
                 keys=[self._tenant_key(tenant_id), lay.tkeys(tenant_id), lay.tenants],
                 args=[lay.channel, tenant_id, lay.key_prefix],
             ),
@@ -141,21 +159,30 @@ class TenantRecords:
 
     # --- keys ---------------------------------------------------------------------------------------
 
-    async def issue_key(self, tenant_id: str) -> IssuedKey:
-        """A new key for the tenant (rotation); its older keys stay valid until revoked."""
-        issued = IssuedKey(key_id=new_key_id(), api_key=new_api_key())
-        digest = self._hasher.digest(issued.api_key)
+    async def issue_key(self, tenant_id: str, *, idempotency_key: str | None = None) -> IssuedKey:
+        """A new key for the tenant (rotation); its older keys stay valid until revoked. With
+        ``idempotency_key``, a repeat within a day returns the same key and issues none."""
+        tenant_key = self._tenant_key(tenant_id)
+        created = datetime.now(UTC).isoformat()
+        if idempotency_key is None:
+            key_id, api_key, idem, record = new_key_id(), new_api_key(), "-", ""
+        else:
+            d = self._idempotent.derive(f"issue-key:{tenant_id}", idempotency_key)
+            key_id, api_key, idem = d.key_id, d.api_key, d.digest
+            record = encode_record({"tenant_id": tenant_id}, created)
+        digest = self._hasher.digest(api_key)
         lay = self._layout
-        done = await self._call(
+        done = await self._write(
             "issuing a key",
-            self._scripts["issue"](
-                keys=[self._tenant_key(tenant_id), lay.tkeys(tenant_id), lay.key(digest)],
-                args=[tenant_id, issued.key_id, digest, datetime.now(UTC).isoformat()],
+            lambda: self._scripts["issue"](
+                keys=[tenant_key, lay.tkeys(tenant_id), lay.key(digest), lay.idem(idem)],
+                args=[tenant_id, key_id, digest, created, record, IDEMPOTENCY_TTL_S],
             ),
+            idempotent=idempotency_key is not None,
         )
         if not done:
             raise NotFound(f"no tenant {tenant_id!r}")
-        return issued
+        return IssuedKey(key_id=key_id, api_key=api_key)
 
     async def revoke_key(self, tenant_id: str, key_id: str) -> None:
         """Revoke one key; every replica refuses it within milliseconds (at worst ``cache_ttl_s``)."""
@@ -163,9 +190,9 @@ class TenantRecords:
         self._tenant_key(tenant_id)
         if not KEY_ID_RE.match(key_id):
             raise NotFound(f"no key {key_id[:64]!r} for tenant {tenant_id!r}")
-        done = await self._call(
+        done = await self._write(
             "revoking a key",
-            self._scripts["revoke"](
+            lambda: self._scripts["revoke"](
                 keys=[lay.tkeys(tenant_id)], args=[lay.channel, tenant_id, key_id, lay.key_prefix]
             ),
         )
@@ -176,11 +203,12 @@ class TenantRecords:
     async def list_keys(self, tenant_id: str) -> list[KeyInfo]:
         """The tenant's live keys, oldest first (key ids and dates only)."""
         await self.get_tenant(tenant_id)
-        digests = await self._call("listing keys", self._redis.hvals(self._layout.tkeys(tenant_id)))
+        tkeys = self._layout.tkeys(tenant_id)
+        digests = await self._call("listing keys", lambda: self._redis.hvals(tkeys))
         pipe = self._redis.pipeline(transaction=False)
         for digest in digests:
             pipe.hgetall(self._layout.key(str(digest)))
-        rows = await self._call("listing keys", pipe.execute())
+        rows = await self._call("listing keys", pipe.execute)
         keys = [scripts.decode_key(scripts.as_str_dict(row)) for row in rows if row]
         return sorted(keys, key=lambda k: (k.created_at, k.key_id))
 
@@ -191,18 +219,20 @@ class TenantRecords:
             raise NotFound(f"no tenant {tenant_id[:64]!r}")
         return self._layout.tenant(tenant_id)
 
-    async def _call(self, what: str, pending: Awaitable[T]) -> T:
+    async def _call(
+        self, what: str, make: Callable[[], Awaitable[T]], *, write: bool = False, idempotent: bool = False
+    ) -> T:
         try:
-            result = await pending
-        except REDIS_ERRORS as exc:
-            self.health.failed(exc)
-            raise unavailable(what.capitalize(), self.health.probe_interval_s) from None
-        self._recovered()
-        return result
+            return await self.gate.call(make)
+        except RedisUnavailable as exc:
+            if write and exc.sent:  # the script may have run: say so rather than "not applied"
+                raise outcome_unknown(what.capitalize(), idempotent) from None
+            if exc.busy:
+                raise overloaded(what.capitalize()) from None
+            raise unavailable(what.capitalize(), self.gate.probe_interval_s) from None
 
-    def _recovered(self) -> None:
-        """Hook: a Redis call succeeded (subclasses drop caches at the end of an outage)."""
-        self.health.ok()
+    async def _write(self, what: str, make: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
+        return await self._call(what, make, write=True, idempotent=idempotent)
 
     def _changed(self, tenant_id: str) -> None:
         """Hook: a write to ``tenant_id`` was acknowledged by Redis."""

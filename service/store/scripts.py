@@ -7,6 +7,8 @@ Layout under a namespace ``ns`` (default ``aim``):
 - ``ns:tkeys:<tenant_id>`` hash ``key_id -> digest``
 - ``ns:key:<digest>`` hash ``tenant_id, key_id, created_at``; ``digest`` = hex HMAC-SHA256 of the key
 - ``ns:invalidate`` pub/sub channel; each message is a tenant id whose cached keys must be dropped
+- ``ns:idem:<digest>`` string: the record of an idempotent create (JSON, with a TTL; see
+  :mod:`service.store.idempotency`), written by the create's own script
 
 Every write is one Lua script, so it is atomic (all or nothing, also across a crash with AOF on), and
 writes that change what a key resolves to PUBLISH the invalidation inside the same script. Scripts
@@ -22,12 +24,20 @@ from typing import Any
 
 from service.store.models import FocusPref, KeyInfo, Tenant
 
+# KEYS: tenant hash, tenants set, tenant keys, key hash, idempotency record.
+# ARGV: tenant id, name, tier, created_at, key id, digest, record ('' = not idempotent), record TTL.
+# -> the stored record of an earlier create with the same idempotency key (nothing written), else 1.
 CREATE = """
+if ARGV[7] ~= '' then
+  local prev = redis.call('GET', KEYS[5])
+  if prev then return prev end
+end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'name', ARGV[2], 'tier', ARGV[3], 'focus', '',
            'created_at', ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
 redis.call('HSET', KEYS[4], 'tenant_id', ARGV[1], 'key_id', ARGV[5], 'created_at', ARGV[4])
+if ARGV[7] ~= '' then redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8]) end
 return 1
 """
 
@@ -56,11 +66,18 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 """
 
-# KEYS: tenant hash, tenant keys, key hash. ARGV: tenant id, key id, digest, created_at.
+# KEYS: tenant hash, tenant keys, key hash, idempotency record.
+# ARGV: tenant id, key id, digest, created_at, record ('' = not idempotent), record TTL.
+# -> 0 (no such tenant), the stored record of an earlier issue with the same idempotency key, or 1.
 ISSUE = """
+if ARGV[5] ~= '' then
+  local prev = redis.call('GET', KEYS[4])
+  if prev then return prev end
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 redis.call('HSET', KEYS[3], 'tenant_id', ARGV[1], 'key_id', ARGV[2], 'created_at', ARGV[4])
+if ARGV[5] ~= '' then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[6]) end
 return 1
 """
 
@@ -93,6 +110,10 @@ class Layout:
 
     def key(self, digest: str) -> str:
         return self.key_prefix + digest
+
+    def idem(self, digest: str) -> str:
+        """The idempotency record of a create (``digest`` = ``"-"`` for the unused slot of a plain one)."""
+        return f"{self.ns}:idem:{digest}"
 
 
 def pairs(flat: Sequence[Any]) -> dict[str, str]:

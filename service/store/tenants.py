@@ -6,16 +6,18 @@ publishes the tenant id on the invalidation channel inside its own script; every
 drops that tenant's cached keys, so a revocation or a tier/focus change reaches all replicas in
 milliseconds, and within ``cache_ttl_s`` even if a message were lost.
 
-Redis outage policy:
+Redis outage policy (every call goes through the :class:`RedisGate`: bounded, breaker-guarded):
 
 - Keys already resolved by this replica keep resolving from the cache (fresh or stale) for at most
-  ``grace_s`` seconds after the outage was first seen; after that they fail with 503.
+  ``grace_s`` seconds after the outage was first seen; after that they fail with 503. A stale key whose
+  refresh found every Redis connection busy is served too: Redis is up, so invalidations still arrive.
 - Unknown keys (not in the cache) fail closed: :class:`Unavailable` (503 ``dependency_unavailable``,
   ``retry_after``), never a guess. Malformed keys are refused with 401 without touching Redis.
-- Writes go to Redis first and touch the cache only after Redis acknowledged them; a write that cannot
-  reach Redis raises :class:`Unavailable` and was not applied (a timeout after sending leaves its
-  outcome unknown: re-read before retrying). Each write is one atomic script, so none is half applied.
-- While down, at most one probe per ``probe_interval_s`` goes to Redis; other lookups answer at once.
+- Concurrent lookups of one key share one Redis call, so a burst on a cold replica costs one round trip
+  per distinct key.
+- Writes go to Redis first and touch the cache only after Redis acknowledged them; a write that never
+  reached Redis raises 503 ``dependency_unavailable`` and was not applied; one sent before Redis stopped
+  answering raises 503 ``outcome_unknown``. Each write is one atomic script, so none is half applied.
 - Recovery is automatic: the listener resubscribes, and the cache is cleared on every reconnect and at
   the end of every outage, because invalidations published meanwhile may have been missed.
 """
@@ -25,12 +27,11 @@ from __future__ import annotations
 import asyncio
 import time
 
-from redis.asyncio import Redis
-
 from service.errors import Unauthorized
 from service.store import scripts
 from service.store.cache import KeyCache
-from service.store.connection import REDIS_ERRORS, make_redis, unavailable
+from service.store.connection import overloaded, unavailable
+from service.store.gate import RedisGate, RedisUnavailable
 from service.store.invalidation import InvalidationListener
 from service.store.keys import looks_like_key
 from service.store.models import Tenant
@@ -41,54 +42,31 @@ class TenantStore(TenantRecords):
     """Tenants, keys and focus preferences (see :class:`TenantRecords`), plus the cached hot path.
 
     Call :meth:`start` (or use ``async with``) to run the invalidation listener; :meth:`aclose` stops
-    it and leaves ``redis`` open unless the store made it (:meth:`from_url`).
+    it and leaves the gate open (its owner closes it).
     """
 
     def __init__(
         self,
-        redis: Redis,
+        gate: RedisGate,
         secret: bytes,
         *,
         namespace: str = "aim",
         cache_ttl_s: float = 5.0,
         grace_s: float = 60.0,
-        probe_interval_s: float = 1.0,
         max_cached_keys: int = 100_000,
     ) -> None:
-        super().__init__(redis, secret, namespace=namespace, probe_interval_s=probe_interval_s)
-        self._owns_redis = False
+        super().__init__(gate, secret, namespace=namespace)
         self._cache = KeyCache(cache_ttl_s, max_cached_keys)
+        self._inflight: dict[str, asyncio.Future[Tenant | None]] = {}
         self.grace_s = grace_s
+        gate.on_recovery(self._cache.clear)
         self._listener = InvalidationListener(
-            redis,
+            gate.redis,
             self._layout.channel,
             on_message=self._cache.drop_tenant,
             on_reconnect=self._cache.clear,
-            health=self.health,
+            gate=gate,
         )
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        secret: bytes,
-        *,
-        namespace: str = "aim",
-        cache_ttl_s: float = 5.0,
-        grace_s: float = 60.0,
-        probe_interval_s: float = 1.0,
-    ) -> TenantStore:
-        """A store over its own :func:`make_redis` client, which :meth:`aclose` closes too."""
-        store = cls(
-            make_redis(url),
-            secret,
-            namespace=namespace,
-            cache_ttl_s=cache_ttl_s,
-            grace_s=grace_s,
-            probe_interval_s=probe_interval_s,
-        )
-        store._owns_redis = True
-        return store
 
     def __repr__(self) -> str:
         return f"TenantStore(namespace={self._layout.ns!r}, cached_keys={len(self._cache)})"
@@ -108,10 +86,8 @@ class TenantStore(TenantRecords):
         return True
 
     async def aclose(self) -> None:
-        """Stop the listener; close the client too if :meth:`from_url` made it."""
+        """Stop the listener."""
         await self._listener.stop()
-        if self._owns_redis:
-            await self._redis.aclose()
 
     close = aclose
 
@@ -123,14 +99,8 @@ class TenantStore(TenantRecords):
         await self.aclose()
 
     async def ping(self) -> bool:
-        """True when Redis answers PING now (for ``/readyz``); updates the outage state either way."""
-        try:
-            await self._redis.ping()
-        except REDIS_ERRORS as exc:
-            self.health.failed(exc)
-            return False
-        self._recovered()
-        return True
+        """True when Redis answers PING now (for ``/readyz``); False at once while the breaker is open."""
+        return await self.gate.ping()
 
     async def resolve_key(self, api_key: str) -> Tenant:
         """The tenant owning ``api_key``. Raises Unauthorized (unknown, revoked, malformed) or Unavailable."""
@@ -141,30 +111,49 @@ class TenantStore(TenantRecords):
         tenant = self._cache.fresh(digest, now)
         if tenant is not None:
             return tenant
-        if self.health.should_try(now):
-            generation = self._cache.generation
-            try:
-                reply = await self._scripts["resolve"](
-                    keys=[self._layout.key(digest)], args=[self._layout.tenant_prefix]
-                )
-            except REDIS_ERRORS as exc:
-                self.health.failed(exc)
-            else:
-                self._recovered()
-                if not reply:
-                    raise Unauthorized("unknown or revoked API key")
-                tenant = scripts.decode_tenant(scripts.pairs(reply))
-                self._cache.put(digest, tenant, now, generation)
-                return tenant
-        down_for = self.health.down_for(now)
-        stale = self._cache.stale(digest)
-        if stale is not None and down_for is not None and down_for <= self.grace_s:
-            return stale
-        raise unavailable("API key verification", self.health.probe_interval_s)
+        try:
+            tenant = await self._lookup(digest)
+        except RedisUnavailable as exc:
+            stale = self._cache.stale(digest)
+            down_for = self.gate.down_for(now)
+            # Busy, or failed before the breaker opened, or within the grace: a known key keeps working.
+            if stale is not None and (down_for is None or down_for <= self.grace_s):
+                return stale
+            if exc.busy:
+                raise overloaded("API key verification") from None
+            raise unavailable("API key verification", self.gate.probe_interval_s) from None
+        if tenant is None:
+            raise Unauthorized("unknown or revoked API key")
+        return tenant
 
-    def _recovered(self) -> None:
-        if self.health.ok():
-            self._cache.clear()
+    async def _lookup(self, digest: str) -> Tenant | None:
+        """One Redis lookup per digest at a time: concurrent callers await the same one."""
+        pending = self._inflight.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(digest))
+            self._inflight[digest] = pending
+            pending.add_done_callback(lambda done: self._settled(digest, done))
+        # Shielded: one caller giving up (a client disconnect) does not cancel the others' lookup.
+        return await asyncio.shield(pending)
+
+    def _settled(self, digest: str, done: asyncio.Future[Tenant | None]) -> None:
+        if self._inflight.get(digest) is done:
+            del self._inflight[digest]
+        if not done.cancelled():
+            done.exception()  # retrieved here, so an error nobody awaited any more is not logged as lost
+
+    async def _fetch(self, digest: str) -> Tenant | None:
+        generation, fetched_at = self._cache.generation, time.monotonic()
+        reply = await self.gate.call(
+            lambda: self._scripts["resolve"](
+                keys=[self._layout.key(digest)], args=[self._layout.tenant_prefix]
+            )
+        )
+        if not reply:
+            return None
+        tenant = scripts.decode_tenant(scripts.pairs(reply))
+        self._cache.put(digest, tenant, fetched_at, generation)
+        return tenant
 
     def _changed(self, tenant_id: str) -> None:
         self._cache.drop_tenant(tenant_id)

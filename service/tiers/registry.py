@@ -1,9 +1,15 @@
-"""The tiers in force, reloaded from tiers.yaml on demand or when the file changes.
+"""The tiers in force, reloaded from tiers.yaml on demand or when the file changes and has settled.
 
 :class:`TierRegistry` keeps the last good :class:`ResolvedTiers`. A reload that fails (bad YAML, schema
-violation, solver failure, unreadable file) changes nothing: the error is logged, kept in
-:attr:`TierRegistry.last_error`, and reported to ``on_reload(False, sigmas_in_force)`` so metrics can
-count it.
+violation, solver failure, unreadable file) or is refused by the guard (:mod:`service.tiers.guard`: a
+removed tier's tenants would get a more generous tier without a ``migrate`` entry) changes nothing: the
+error is logged, kept in :attr:`TierRegistry.last_error`, and reported to
+``on_reload("failed" | "refused", sigmas_in_force)`` so metrics can count it.
+
+The watcher reloads only a file that has stopped changing: its (mtime, size, inode) must stay the same
+for ``settle_s`` seconds, so a file read while an editor or ``cp`` is still writing it is never applied
+(a prefix of a valid file can be valid YAML with a missing rate limit or a truncated σ). A Kubernetes
+ConfigMap update (the ``..data`` symlink swap) changes the inode at once and settles like any save.
 """
 
 from __future__ import annotations
@@ -13,16 +19,24 @@ import contextlib
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from service.errors import BadInput, ConfigError
+from service.tiers.guard import refusals
 from service.tiers.schema import ResolvedTiers, SigmaSolver, Tier, parse_tiers
 
 log = logging.getLogger(__name__)
 
-ReloadHook = Callable[[bool, dict[str, float]], None]
-"""Called after every load attempt with (ok, tier name -> σ of the tiers in force afterwards)."""
+#: Outcomes of a load attempt: applied; invalid file (or unreadable); valid but refused by the guard.
+RELOAD_STATUSES: tuple[str, str, str] = ("ok", "failed", "refused")
+#: How long the file must stay unchanged before the watcher loads it, and how often it looks.
+SETTLE_S = 1.0
+POLL_S = 0.25
+
+ReloadHook = Callable[[str, dict[str, float]], None]
+"""Called after every load attempt with (a `RELOAD_STATUSES` value, tier name -> σ in force after)."""
 
 _Signature = tuple[int, int, int] | None  # (mtime_ns, size, inode), None when the file is missing
 
@@ -44,7 +58,8 @@ class TierRegistry:
         self._lock = threading.Lock()
         self._current: ResolvedTiers | None = None
         self._last_digest: bytes | None = None
-        self._signature = _stat(path)
+        self._signature = _stat(path)  # of the file last loaded (or rejected)
+        self._seen: tuple[_Signature, float] = (self._signature, 0.0)  # last signature seen, and since when
         self._watcher: asyncio.Task[None] | None = None
         self.last_error: str | None = None
 
@@ -77,7 +92,8 @@ class TierRegistry:
         return True
 
     def reload_or_raise(self) -> ResolvedTiers:
-        """Re-read the file now and return the tiers in force; BadInput (``invalid_tiers``) if rejected."""
+        """Re-read the file now and return the tiers in force; BadInput (``invalid_tiers`` or
+        ``tiers_refused``) if rejected."""
         with self._lock:
             try:
                 data = self.path.read_bytes()
@@ -85,31 +101,48 @@ class TierRegistry:
                 tiers = parse_tiers(data.decode("utf-8"), self._solver, source=str(self.path))
             except (OSError, UnicodeDecodeError, ConfigError) as exc:
                 message = str(exc) if isinstance(exc, ConfigError) else f"{self.path}: {exc}"
-                self.last_error = message
-                log.error("tiers rejected, the tiers in force stay: %s", message)
-                self._notify(False)
-                raise BadInput(message, code="invalid_tiers") from None
+                raise self._reject("failed", message, "invalid_tiers") from None
+            problems = [] if self._current is None else refusals(self._current, tiers)
+            if problems:
+                raise self._reject("refused", f"{self.path}: {'; '.join(problems)}", "tiers_refused")
             self._current, self.last_error = tiers, None
             log.info("tiers loaded from %s: %s", self.path, ", ".join(sorted(tiers.tiers)))
-            self._notify(True)
+            self._notify("ok")
             return tiers
 
-    async def watch(self, interval_s: float = 1.0) -> None:
-        """Poll the file every ``interval_s`` and reload when its content changed. Runs until cancelled."""
+    def _reject(self, status: str, message: str, code: str) -> BadInput:
+        self.last_error = message
+        log.error(
+            "tiers %s, the tiers in force stay: %s", "refused" if status == "refused" else "rejected", message
+        )
+        self._notify(status)
+        return BadInput(message, code=code)
+
+    def poll(self, now: float, settle_s: float = SETTLE_S) -> bool:
+        """One look at the file (the watcher's step): load it if it changed and has been unchanged for
+        ``settle_s`` seconds. True when a load was attempted."""
+        signature = _stat(self.path)
+        if signature != self._seen[0]:
+            self._seen = (signature, now)
+            return False
+        if signature == self._signature or now - self._seen[1] < settle_s:
+            return False
+        self._signature = signature
+        if signature is None or _digest(self.path) == self._last_digest:
+            return False  # gone, touched, or rewritten with the bytes already loaded or rejected
+        self.reload()
+        return True
+
+    async def watch(self, interval_s: float = POLL_S, settle_s: float = SETTLE_S) -> None:
+        """:meth:`poll` every ``interval_s`` (the load in a thread). Runs until cancelled."""
         while True:
             await asyncio.sleep(interval_s)
-            signature = _stat(self.path)
-            if signature == self._signature:
-                continue
-            self._signature = signature
-            if signature is not None and _digest(self.path) == self._last_digest:
-                continue  # touched, or rewritten with the bytes already loaded or rejected
-            await asyncio.to_thread(self.reload)
+            await asyncio.to_thread(self.poll, time.monotonic(), settle_s)
 
-    def start_watching(self, interval_s: float = 1.0) -> None:
+    def start_watching(self, interval_s: float = POLL_S, settle_s: float = SETTLE_S) -> None:
         """Run :meth:`watch` as a background task of the running loop (idempotent)."""
         if self._watcher is None or self._watcher.done():
-            self._watcher = asyncio.create_task(self.watch(interval_s), name="tiers-watch")
+            self._watcher = asyncio.create_task(self.watch(interval_s, settle_s), name="tiers-watch")
 
     async def stop_watching(self) -> None:
         if self._watcher is not None:
@@ -118,9 +151,9 @@ class TierRegistry:
                 await self._watcher
             self._watcher = None
 
-    def _notify(self, ok: bool) -> None:
+    def _notify(self, status: str) -> None:
         if self._on_reload is not None:
-            self._on_reload(ok, self._current.sigmas() if self._current is not None else {})
+            self._on_reload(status, self._current.sigmas() if self._current is not None else {})
 
 
 def _stat(path: Path) -> _Signature:

@@ -64,17 +64,24 @@ class TierSpec(BaseModel):
 
 
 class TiersConfig(BaseModel):
-    """The whole file. ``default_tier`` must name one of ``tiers``."""
+    """The whole file. ``default_tier`` must name one of ``tiers``; ``migrate`` maps removed tier names
+    to the tier their tenants are served as (each target one of ``tiers``, no source still a tier)."""
 
     model_config = _STRICT
 
     default_tier: TierName
     tiers: dict[TierName, TierSpec] = Field(min_length=1)
+    migrate: dict[TierName, TierName] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _default_exists(self) -> Self:
+    def _names_exist(self) -> Self:
         if self.default_tier not in self.tiers:
             raise ValueError(f"default_tier {self.default_tier!r} is not one of the tiers")
+        for old, new in self.migrate.items():
+            if old in self.tiers:
+                raise ValueError(f"migrate: {old!r} is still a tier; only removed tiers are migrated")
+            if new not in self.tiers:
+                raise ValueError(f"migrate: {old!r} -> {new!r}, which is not one of the tiers")
         return self
 
 
@@ -106,15 +113,21 @@ class Tier(BaseModel):
 
 
 class ResolvedTiers(BaseModel):
-    """The tiers in force. :meth:`tier_for` never fails: unknown names fall back to the default."""
+    """The tiers in force. :meth:`tier_for` never fails: a removed tier's tenants are served as its
+    ``migrate`` target, other unknown names as the default."""
 
     model_config = ConfigDict(frozen=True)
 
     default_tier: str
     tiers: dict[str, Tier]
+    migrate: dict[str, str] = {}
 
     def tier_for(self, name: str) -> Tier:
-        return self.tiers.get(name) or self.tiers[self.default_tier]
+        return self.tiers.get(name) or self.tiers[self.migrate.get(name, self.default_tier)]
+
+    def names(self) -> set[str]:
+        """Every tier name this config serves explicitly: its tiers and its migrated names."""
+        return set(self.tiers) | set(self.migrate)
 
     def sigmas(self) -> dict[str, float]:
         """Tier name -> effective σ (for metrics)."""
@@ -150,7 +163,7 @@ def parse_tiers(text: str, sigma_for_fidelity: SigmaSolver, *, source: str = "ti
         )
         raise ConfigError(f"{source}: {problems}") from None
     tiers = {name: _resolve(name, spec, sigma_for_fidelity, source) for name, spec in config.tiers.items()}
-    return ResolvedTiers(default_tier=config.default_tier, tiers=tiers)
+    return ResolvedTiers(default_tier=config.default_tier, tiers=tiers, migrate=dict(config.migrate))
 
 
 def _resolve(name: str, spec: TierSpec, solver: SigmaSolver, source: str) -> Tier:

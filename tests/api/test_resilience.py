@@ -46,6 +46,7 @@ def test_tiers_edit_is_picked_up_live_and_a_broken_edit_is_rejected(
                 "  standard:\n    sigma: 1.5\n",
                 "  standard:\n    sigma: 1.5\n    rate_limit: {requests_per_minute: 100}\n",
             ).replace("  tiny:", "  gone:")
+            + "migrate: {tiny: gone}\n"  # renaming a tier says where its tenants go (the reload guard)
         )
         assert wait_for(lambda: "gone" in service.admin().get("/admin/tiers").json()["tiers"])
     finally:

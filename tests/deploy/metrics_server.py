@@ -80,7 +80,7 @@ class TrafficDriver:
         self._thread = threading.Thread(target=self._run, daemon=True)
         metrics.set_model_info("test-model", "text-generation", "cpu", "float32")
         metrics.set_tiers({tier: float(spec["sigma"]) for tier, spec in TRAFFIC.items()})
-        metrics.count_tier_reload(True)
+        metrics.count_tier_reload("ok")
 
     def tick(self, n: int) -> None:
         """One round: 10 rows, 10 feedback labels, 10 requests per tier, plus batch, generation and Redis."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from service.store import EmbeddedRedis, TenantStore, make_redis
+from service.store import EmbeddedRedis, RedisGate, TenantStore, make_redis
 
 SECRET = b"test-secret-0123456789abcdef"
 
@@ -51,18 +51,11 @@ async def make_store(redis: Redis, namespace: str) -> AsyncIterator[StoreFactory
     """``await make_store(cache_ttl_s=..)``: a started TenantStore (a "replica") on the session Redis,
     sharing the test's namespace with every other store of the test; all closed after the test."""
     stores: list[TenantStore] = []
+    gates: list[RedisGate] = []
 
-    async def make(
-        cache_ttl_s: float = 5.0, grace_s: float = 60.0, probe_interval_s: float = 1.0
-    ) -> TenantStore:
-        store = TenantStore(
-            redis,
-            SECRET,
-            namespace=namespace,
-            cache_ttl_s=cache_ttl_s,
-            grace_s=grace_s,
-            probe_interval_s=probe_interval_s,
-        )
+    async def make(cache_ttl_s: float = 5.0, grace_s: float = 60.0) -> TenantStore:
+        gates.append(RedisGate(redis))
+        store = TenantStore(gates[-1], SECRET, namespace=namespace, cache_ttl_s=cache_ttl_s, grace_s=grace_s)
         stores.append(store)
         await store.start()
         assert await store.wait_subscribed(5.0)
@@ -71,6 +64,8 @@ async def make_store(redis: Redis, namespace: str) -> AsyncIterator[StoreFactory
     yield make
     for store in stores:
         await store.aclose()
+    for gate in gates:
+        await gate.aclose()
 
 
 @pytest.fixture

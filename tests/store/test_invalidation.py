@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from service.store import FocusPref, Tenant, TenantStore
+from service.store import FocusPref, RedisGate, Tenant, TenantStore
 from tests.store.conftest import SECRET, StoreFactory
 
 pytestmark = pytest.mark.anyio
@@ -75,7 +75,7 @@ async def test_cache_is_flushed_when_the_subscription_reconnects(
     await redis.hset(f"{namespace}:tenant:{tenant.id}", "tier", "standard")
     await _until(_tier_is(store, issued.api_key, "standard"), within_s=5.0)
     # And the listener is back: a published change reaches the cache again.
-    other = TenantStore(redis, SECRET, namespace=namespace)
+    other = TenantStore(RedisGate(redis), SECRET, namespace=namespace)
     await other.update_tenant(tenant.id, tier="premium")
     await _until(_tier_is(store, issued.api_key, "premium"), within_s=5.0)
 

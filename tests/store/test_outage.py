@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -11,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.errors import Unauthorized, Unavailable
-from service.store import EmbeddedRedis, FocusPref, TenantStore, make_redis
+from service.store import EmbeddedRedis, FocusPref, RedisGate, TenantStore, make_redis
 from tests.store.conftest import SECRET
 
 pytestmark = pytest.mark.anyio
@@ -28,14 +30,14 @@ async def client(own_redis: EmbeddedRedis) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 async def replicas(client: Redis) -> AsyncIterator[tuple[TenantStore, TenantStore]]:
-    stores = [
-        TenantStore(client, SECRET, cache_ttl_s=TTL, grace_s=GRACE, probe_interval_s=PROBE) for _ in "ab"
-    ]
+    gates = [RedisGate(client, probe_interval_s=PROBE) for _ in "ab"]
+    stores = [TenantStore(gate, SECRET, cache_ttl_s=TTL, grace_s=GRACE) for gate in gates]
     for store in stores:
         await store.start()
     yield stores[0], stores[1]
-    for store in stores:
+    for store, gate in zip(stores, gates, strict=True):
         await store.aclose()
+        await gate.aclose()
 
 
 async def _eventually(check: Callable[[], Awaitable[object]], within_s: float) -> None:
@@ -60,7 +62,7 @@ async def test_outage_serves_known_tenants_for_the_grace_then_recovers_by_itself
     own_redis.stop()
     await asyncio.sleep(TTL + 0.05)  # the cached entry is stale now: only the outage policy serves it
     assert await a.resolve_key(known_key.api_key) == known
-    assert a.health.down_for() is not None
+    assert a.gate.down_for() is not None
     with pytest.raises(Unavailable) as caught:
         await a.resolve_key(unseen_key.api_key)  # not in this replica's cache: fail closed
     assert (caught.value.status, caught.value.code) == (503, "dependency_unavailable")
@@ -79,7 +81,7 @@ async def test_outage_serves_known_tenants_for_the_grace_then_recovers_by_itself
     await _eventually(lambda: a.resolve_key(known_key.api_key), within_s=5.0)
     assert await b.resolve_key(unseen_key.api_key) is not None
     assert await a.ping()
-    assert a.health.down_for() is None
+    assert a.gate.down_for() is None
     assert await a.wait_subscribed(5.0) and await b.wait_subscribed(5.0)
 
     # Invalidations flow again after the recovery: a revocation on a reaches b.
@@ -148,3 +150,53 @@ async def test_acknowledged_writes_survive_a_redis_crash(
     assert (await a.resolve_key(second.api_key)).tier == "standard"
     with pytest.raises(Unauthorized):
         await a.resolve_key(first.api_key)
+
+
+async def test_a_hung_redis_adds_at_most_one_timeout_for_known_tenants(
+    own_redis: EmbeddedRedis, replicas: tuple[TenantStore, TenantStore]
+) -> None:
+    a, _ = replicas
+    tenants = [await a.create_tenant(f"t{i}", "free") for i in range(3)]
+    for _, key in tenants:
+        await a.resolve_key(key.api_key)
+    await asyncio.sleep(TTL + 0.05)  # every entry is stale: each lookup would go to Redis
+    os.kill(own_redis.pid, signal.SIGSTOP)
+    try:
+        latencies = []
+        for i in range(60):
+            start = time.perf_counter()
+            tenant, key = tenants[i % 3]
+            assert await a.resolve_key(key.api_key) == tenant
+            latencies.append(time.perf_counter() - start)
+        timeout = a.gate.timeout_s
+        # Until the breaker opens (two timeouts in a row) a lookup waits one bounded call; then none.
+        assert max(latencies) <= timeout + 0.3, max(latencies)
+        assert sum(t > 0.05 for t in latencies) <= a.gate.failure_threshold, latencies
+        assert sorted(latencies)[30] < 0.01  # the median costs no Redis wait at all
+        start = time.perf_counter()
+        assert not await a.ping()
+        assert time.perf_counter() - start < 0.05  # /readyz answers at once while the breaker is open
+    finally:
+        os.kill(own_redis.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 3.0
+    while not a.gate.is_up:  # the background probe closes the breaker
+        assert time.monotonic() < deadline, "no recovery in time"
+        await asyncio.sleep(0.02)
+    assert await a.resolve_key(tenants[0][1].api_key) == tenants[0][0]
+
+
+async def test_concurrent_lookups_of_one_key_share_one_redis_call(
+    own_redis: EmbeddedRedis, replicas: tuple[TenantStore, TenantStore]
+) -> None:
+    a, b = replicas
+    tenant, key = await a.create_tenant("popular", "free")
+    admin = make_redis(own_redis.url)
+    try:
+        await admin.config_resetstat()
+        found = await asyncio.gather(*(b.resolve_key(key.api_key) for _ in range(50)))
+        stats = await admin.info("commandstats")
+    finally:
+        await admin.aclose()
+    assert found == [tenant] * 50
+    # The resolve script reads the key's hash with one HGET: counted once means one lookup ran.
+    assert stats["cmdstat_hget"]["calls"] == 1, stats

@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from service.store import EmbeddedRedis, LocalRateLimiter, RateLimiter, make_redis
+from service.store import EmbeddedRedis, LocalRateLimiter, RateLimiter, RedisGate, make_redis
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_two_replicas_share_exactly_one_budget(redis: Redis, namespace: str) -> None:
-    a, b = RateLimiter(redis, namespace=namespace), RateLimiter(redis, namespace=namespace)
+    a, b = (
+        RateLimiter(RedisGate(redis), namespace=namespace),
+        RateLimiter(RedisGate(redis), namespace=namespace),
+    )
     limit = 10  # one token per 6 s: no refill can happen during this test
     decisions = [await (a if i % 2 else b).hit("tenant:x", limit) for i in range(25)]
     assert [d.allowed for d in decisions] == [True] * limit + [False] * 15
@@ -25,14 +28,16 @@ async def test_two_replicas_share_exactly_one_budget(redis: Redis, namespace: st
 
 
 async def test_concurrent_hits_are_counted_atomically(redis: Redis, namespace: str) -> None:
-    limiters = [RateLimiter(redis, namespace=namespace) for _ in range(4)]
+    gate = RedisGate(redis)  # one gate: its slots keep 100 concurrent calls inside the client's pool
+    await gate.warm()
+    limiters = [RateLimiter(gate, namespace=namespace) for _ in range(4)]
     limit = 30
     decisions = await asyncio.gather(*(limiters[i % 4].hit("burst", limit) for i in range(100)))
     assert sum(d.allowed for d in decisions) == limit
 
 
 async def test_refill_after_retry_after(redis: Redis, namespace: str) -> None:
-    limiter = RateLimiter(redis, namespace=namespace)
+    limiter = RateLimiter(RedisGate(redis), namespace=namespace)
     limit = 300  # one token per 0.2 s
     while (await limiter.hit("refill", limit)).allowed:
         pass
@@ -63,18 +68,20 @@ async def own_client(own_redis: EmbeddedRedis) -> AsyncIterator[Redis]:
 
 
 async def test_redis_outage_falls_back_to_a_local_limit(own_redis: EmbeddedRedis, own_client: Redis) -> None:
-    limiter = RateLimiter(own_client, probe_interval_s=0.1)
+    gate = RedisGate(own_client, probe_interval_s=0.1)
+    limiter = RateLimiter(gate)
     limit = 5
     assert (await limiter.hit("t", limit)).allowed
     own_redis.stop()
     # Fail open, but not unlimited: this replica enforces the same limit on its own.
     during = [await limiter.hit("t", limit) for _ in range(8)]
     assert [d.allowed for d in during] == [True] * limit + [False] * 3
-    assert limiter.health.down_for() is not None
+    assert gate.down_for() is not None and all(d.local for d in during)
 
     own_redis.start()
-    await asyncio.sleep(0.15)  # one probe interval
+    await asyncio.sleep(0.3)  # the background probe PINGs every 0.1 s
     # Back on the shared bucket, which still holds the one hit made before the outage.
     after = [await limiter.hit("t", limit) for _ in range(5)]
     assert [d.allowed for d in after] == [True] * (limit - 1) + [False]
-    assert limiter.health.down_for() is None
+    assert gate.down_for() is None and not any(d.local for d in after)
+    await gate.aclose()

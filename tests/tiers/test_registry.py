@@ -31,10 +31,10 @@ BROKEN = GOOD.replace("sigma: 0.0", "sigma: -1.0")
 
 class Hook:
     def __init__(self) -> None:
-        self.calls: list[tuple[bool, dict[str, float]]] = []
+        self.calls: list[tuple[str, dict[str, float]]] = []
 
-    def __call__(self, ok: bool, sigmas: dict[str, float]) -> None:
-        self.calls.append((ok, sigmas))
+    def __call__(self, status: str, sigmas: dict[str, float]) -> None:
+        self.calls.append((status, sigmas))
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_load_resolves_target_fidelity_and_reports(tmp_path: Path, solver: Bisec
     free = tiers.tiers["free"]
     assert solver.calls == [0.7]
     assert solver.fidelity(free.sigma) == pytest.approx(0.7, abs=0.01)
-    assert hook.calls == [(True, {"premium": 0.0, "free": free.sigma})]
+    assert hook.calls == [("ok", {"premium": 0.0, "free": free.sigma})]
     assert registry.current is tiers and registry.last_error is None
 
 
@@ -75,7 +75,7 @@ def test_invalid_edit_is_rejected_whole_and_the_old_tiers_stay(
     assert registry.reload() is False
     assert registry.current is good
     assert registry.last_error is not None and "tiers.premium.sigma" in registry.last_error
-    assert hook.calls[-1] == (False, good.sigmas())
+    assert hook.calls[-1] == ("failed", good.sigmas())
     with pytest.raises(BadInput) as caught:
         registry.reload_or_raise()
     assert caught.value.code == "invalid_tiers" and "tiers.premium.sigma" in caught.value.message
@@ -83,7 +83,7 @@ def test_invalid_edit_is_rejected_whole_and_the_old_tiers_stay(
     path.unlink()
     assert registry.reload() is False
     assert registry.current is good
-    assert [ok for ok, _ in hook.calls] == [True, False, False, False]
+    assert [status for status, _ in hook.calls] == ["ok", "failed", "failed", "failed"]
 
     path.write_text(EDITED)
     assert registry.reload() is True
@@ -120,7 +120,7 @@ async def test_watcher_picks_up_saved_edits_and_ignores_broken_ones(
     path.write_text(GOOD)
     registry = TierRegistry(path, solver, on_reload=hook)
     registry.reload_or_raise()
-    registry.start_watching(interval_s=0.02)
+    registry.start_watching(interval_s=0.02, settle_s=0.1)
     try:
         _write(path, EDITED)
         await _until(lambda: "gold" in registry.current.tiers, within_s=5.0)
@@ -130,7 +130,7 @@ async def test_watcher_picks_up_saved_edits_and_ignores_broken_ones(
         edited = registry.current
         _write(path, BROKEN)
         await _until(lambda: len(hook.calls) == 3, within_s=5.0)
-        assert hook.calls[-1][0] is False
+        assert hook.calls[-1][0] == "failed"
         assert registry.current is edited  # the broken save changed nothing
 
         _write(path, BROKEN)  # saved again with the same bytes: not reloaded (nor counted) again
@@ -139,6 +139,6 @@ async def test_watcher_picks_up_saved_edits_and_ignores_broken_ones(
 
         path.write_text(GOOD)  # written in place this time
         await _until(lambda: "gold" not in registry.current.tiers, within_s=5.0)
-        assert [ok for ok, _ in hook.calls] == [True, True, False, True]
+        assert [status for status, _ in hook.calls] == ["ok", "ok", "failed", "ok"]
     finally:
         await registry.stop_watching()

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Response
 
 from service.api import schemas
 from service.api.components import Components
 from service.api.deps import AdminDep, ComponentsDep
 from service.errors import BadInput
 from service.store import FocusPref, Tenant
+from service.store.idempotency import check_idempotency_key
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Makes a retry safe: a repeat within a day returns the first outcome, creating nothing.",
+    ),
+]
+
+
+def _idempotency(value: str | None) -> str | None:
+    return None if value is None else check_idempotency_key(value)
 
 
 def _tier_name(c: Components, name: str | None) -> str:
@@ -31,8 +44,12 @@ def tenant_json(t: Tenant) -> dict[str, Any]:
 
 
 @router.post("/tenants", status_code=201)
-async def create_tenant(body: schemas.CreateTenant, c: ComponentsDep) -> dict[str, Any]:
-    tenant, key = await c.store.create_tenant(body.name, _tier_name(c, body.tier))
+async def create_tenant(
+    body: schemas.CreateTenant, c: ComponentsDep, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    tenant, key = await c.store.create_tenant(
+        body.name, _tier_name(c, body.tier), idempotency_key=_idempotency(idempotency_key)
+    )
     return {"tenant": tenant_json(tenant), "api_key": key.api_key, "key_id": key.key_id}
 
 
@@ -73,8 +90,10 @@ async def delete_tenant(tenant_id: str, c: ComponentsDep) -> Response:
 
 
 @router.post("/tenants/{tenant_id}/keys", status_code=201)
-async def issue_key(tenant_id: str, c: ComponentsDep) -> dict[str, Any]:
-    key = await c.store.issue_key(tenant_id)
+async def issue_key(
+    tenant_id: str, c: ComponentsDep, idempotency_key: IdempotencyKey = None
+) -> dict[str, Any]:
+    key = await c.store.issue_key(tenant_id, idempotency_key=_idempotency(idempotency_key))
     return {"key_id": key.key_id, "api_key": key.api_key}
 
 
