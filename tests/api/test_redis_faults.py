@@ -63,9 +63,9 @@ def test_a_hung_redis_adds_no_wait_for_known_tenants_and_readyz_answers_fast(
             assert max(t for _, t in ready) <= bound + 0.3, ready
             assert wait_for(lambda: c.get("/readyz").status_code == 200, 10.0)
             assert c.post("/v1/classify", **body).status_code == 200  # type: ignore[arg-type]
-        with service.admin() as a:
-            metrics = a.get("/metrics").text
-        assert "aim_redis_persistence 2.0" in metrics  # the embedded Redis keeps an append-only file
+        assert (
+            "aim_redis_persistence 2.0" in service.metrics()
+        )  # the embedded Redis keeps an append-only file
     finally:
         service.stop()
         redis.stop()
@@ -105,9 +105,7 @@ def test_a_cold_replica_hit_by_200_tenants_at_once_queues_for_redis_and_answers_
         assert cold.components is not None
         gate = cold.components.store.gate
         assert gate.is_up and gate.openings == 0  # back-pressure never opened the breaker
-        with cold.admin() as a:
-            metrics = a.get("/metrics").text
-        errors = [line for line in metrics.splitlines() if line.startswith("aim_redis_errors_total{")]
+        errors = [line for line in cold.metrics().splitlines() if line.startswith("aim_redis_errors_total{")]
         assert errors and all(line.endswith(" 0.0") for line in errors), errors
     finally:
         cold.stop()
