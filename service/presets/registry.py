@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import importlib
+import importlib.util
 import json
 import shutil
 import time
@@ -28,13 +29,22 @@ BUILD_THREADS = 1
 @dataclass(frozen=True)
 class Preset:
     """A named offline model. ``builder`` is ``"module:function"``, imported only when building; the
-    function takes the (empty) output folder, fills it and returns the manifest's preset-specific fields."""
+    function takes the (empty) output folder, fills it and returns the manifest's preset-specific fields.
+    ``optional`` names a package the build needs that ``make setup`` does not install, and how to get it."""
 
     name: str
     task: str
     version: int
     summary: str
     builder: str
+    optional: tuple[str, str] | None = None
+
+    def missing(self) -> str | None:
+        """Why this preset cannot be built here (its optional package is absent), or None."""
+        if self.optional is None or importlib.util.find_spec(self.optional[0]) is not None:
+            return None
+        package, how = self.optional
+        return f"preset {self.name!r} needs the optional package {package!r}, which is not installed; {how}"
 
     def build_function(self) -> Callable[[Path], dict[str, Any]]:
         module, function = self.builder.split(":")
@@ -71,6 +81,21 @@ PRESETS: dict[str, Preset] = {
             1,
             "tiny SegFormer segmenting 64x64 scenes of 1-3 real MNIST digits (background + 10 digits)",
             "service.presets.digits_seg:build",
+        ),
+        Preset(
+            "cifar10-lite0",
+            "image-classification",
+            1,
+            "EfficientNet-Lite0 (ImageNet weights, frozen) + a linear probe on bigbench's CIFAR-10 test set",
+            "service.presets.cifar10:build",
+            optional=("bigbench", "run `make bigbench` (358 MB download, 1.8 GB installed)"),
+        ),
+        Preset(
+            "imagenet-lite0",
+            "image-classification",
+            1,
+            "EfficientNet-Lite0 with its ImageNet-1k weights unchanged (1,000 named classes)",
+            "service.presets.imagenet:build",
         ),
     )
 }
@@ -111,6 +136,8 @@ def build_preset(name: str, state_dir: Path, *, force: bool = False) -> Path:
     folder = preset_dir(name, state_dir)
     if not force and _is_built(preset, folder):
         return folder
+    if preset.missing() is not None:
+        raise ConfigError(str(preset.missing()))
     with _lock(folder.parent / f".{name}.lock"):
         if not force and _is_built(preset, folder):
             return folder  # another process built it while this one waited

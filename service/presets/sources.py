@@ -7,10 +7,13 @@ files give the same rows in the same order, so splits made from them are reprodu
 
 from __future__ import annotations
 
+import base64
 import csv
 import gzip
 import hashlib
 import importlib.util
+import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,4 +99,53 @@ def read_mnist_5k(test_per_class: int = 100) -> tuple[DigitSplit, DigitSplit]:
     return (
         DigitSplit(images[~is_test], labels[~is_test]),
         DigitSplit(images[is_test], labels[is_test]),
+    )
+
+
+CIFAR10_TASK = "bigbench/benchmark_tasks/cifar10_classification/base64/task.json"
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """Labelled RGB images: ``images`` uint8 (N, H, W, 3); ``labels`` int64 (N,) indexing ``classes``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+
+def read_bigbench_images(task_file: Path) -> ImageSplit:
+    """A bigbench image task (``examples`` of base64 PNG ``input`` and one-hot ``target_scores``).
+
+    ``classes`` are the ``target_scores`` keys of the first example, in file order; every example must
+    name the same classes. Images are decoded to RGB.
+    """
+    from PIL import Image
+
+    examples = json.loads(task_file.read_text(encoding="utf-8"))["examples"]
+    classes = tuple(examples[0]["target_scores"])
+    images, labels = [], []
+    for example in examples:
+        scores = example["target_scores"]
+        if tuple(scores) != classes:
+            raise ConfigError(f"{task_file}: an example names classes {tuple(scores)}, not {classes}")
+        with Image.open(io.BytesIO(base64.b64decode(example["input"]))) as image:
+            images.append(np.asarray(image.convert("RGB")))
+        labels.append(max(range(len(classes)), key=lambda c: scores[classes[c]]))
+    return ImageSplit(np.stack(images), np.asarray(labels, dtype=np.int64), classes)
+
+
+def split_per_class(data: ImageSplit, test: int, train: int) -> tuple[ImageSplit, ImageSplit]:
+    """(train, test): per class in file order, the first ``test`` images are held out and the next
+    ``train`` train, so the two parts are disjoint; ValueError when a class has too few images."""
+    rank = np.zeros(len(data.labels), dtype=np.int64)
+    for c in range(len(data.classes)):
+        where = np.flatnonzero(data.labels == c)
+        if len(where) < test + train:
+            raise ValueError(f"class {data.classes[c]!r} has {len(where)} images, need {test + train}")
+        rank[where] = np.arange(len(where))
+    is_test, is_train = rank < test, (rank >= test) & (rank < test + train)
+    return (
+        ImageSplit(data.images[is_train], data.labels[is_train], data.classes),
+        ImageSplit(data.images[is_test], data.labels[is_test], data.classes),
     )

@@ -41,3 +41,8 @@ def digits(state_dir: Path) -> LoadedModel:
 @pytest.fixture(scope="session")
 def digits_seg(state_dir: Path) -> LoadedModel:
     return _loaded("digits-seg", state_dir)
+
+
+@pytest.fixture(scope="session")
+def imagenet(state_dir: Path) -> LoadedModel:
+    return _loaded("imagenet-lite0", state_dir)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -11,12 +12,29 @@ import pytest
 
 from service.errors import ConfigError
 from service.models import TASKS, load_model
-from service.presets import PRESETS, build_preset, preset_dir, resolve_model_path
+from service.presets import PRESETS, Preset, build_preset, preset_dir, resolve_model_path
 
 
-def test_registry_lists_the_four_presets_in_priority_order():
-    assert list(PRESETS) == ["smollm2-135m", "minilm-sentiment", "digits", "digits-seg"]
-    assert [p.task for p in PRESETS.values()] == [TASKS[3], TASKS[0], TASKS[1], TASKS[2]]
+def test_registry_lists_the_presets_in_priority_order():
+    assert list(PRESETS) == [
+        "smollm2-135m",
+        "minilm-sentiment",
+        "digits",
+        "digits-seg",
+        "cifar10-lite0",
+        "imagenet-lite0",
+    ]
+    assert [p.task for p in PRESETS.values()] == [TASKS[3], TASKS[0], TASKS[1], TASKS[2], TASKS[1], TASKS[1]]
+
+
+def test_a_preset_whose_optional_package_is_absent_says_how_to_get_it():
+    preset = Preset("p", TASKS[1], 1, "a preset", "m:f", optional=("aimserve_absent_pkg", "run `make x`"))
+    assert preset.missing() == (
+        "preset 'p' needs the optional package 'aimserve_absent_pkg', which is not installed; run `make x`"
+    )
+    assert PRESETS["digits"].missing() is None
+    cifar = PRESETS["cifar10-lite0"]
+    assert (cifar.missing() is None) == (importlib.util.find_spec("bigbench") is not None)
 
 
 def test_unknown_preset(tmp_path):
