@@ -88,6 +88,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     focus.add_argument("--classes", required=True, help="comma-separated class names (or ids) to focus on")
     focus.add_argument("--strengths", default="0:2.4:0.2", help="σ_f grid: start:stop:step or a list")
     focus.add_argument("--sigma", type=float, default=0.0, help="utility noise applied together (default 0)")
+    focus.add_argument(
+        "--max-loss",
+        type=float,
+        default=None,
+        help="with --separately: per class, the largest σ_f within this many points of overall loss",
+    )
     focus.add_argument("--suppress", action="store_true", help="suppress the classes instead of boosting")
     focus.add_argument(
         "--separately", action="store_true", help="focus each class alone, one sweep each (Table 1)"

@@ -8,6 +8,7 @@ Files written to ``--out``: ``<experiment>.csv``, ``<experiment>.png``, ``summar
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from service.errors import BadInput
 from service.evaluation import plots
 from service.evaluation.report import prepare_out_dir, write_csv, write_json
 from service.evaluation.spec import check_positive, parse_grid
-from service.evaluation.summary import agreement, stages
+from service.evaluation.summary import agreement, logit_scale, stages
 
 DEFAULT_LIMIT = {"semantic-segmentation": 100}
 DEFAULT_LIMIT_OTHER = 1000
@@ -94,8 +95,10 @@ def utility_command(args: argparse.Namespace) -> int:
         "repeats": repeats,
         "stages_exact": stages(sigmas, [float(r["accuracy_exact"]) for r in rows], chance),
         "exact_vs_sampled": {m: agreement(rows, m) for m in ("accuracy", "fidelity")},
+        "logit_scale": logit_scale(logits),
         "forward_seconds": round(forward_s, 2),
         "sweep_seconds": round(sweep_s, 2),
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     if segmentation:
         summary["miou_clean"] = rows[0]["miou_mean"]

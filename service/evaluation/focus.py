@@ -110,3 +110,42 @@ def table1_markdown(lines: Sequence[tuple[str, Table, str]]) -> str:
         cells = [f"{100.0 * base:.2f}"] + [f"{100.0 * (float(r[key]) - base):+.2f}" for r in table[1:]]
         out.append(f"| {title} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
+
+
+def within_budget(tables: dict[str, Table], overall_key: str, max_loss: float) -> Table:
+    """Per focused class (``tables``: one ``focus_table(..., focus_column=name)`` each), the largest σ_f of
+    the grid up to which the overall metric never drops by more than ``max_loss`` (a fraction: 0.005 is
+    half a point), with the class's recall at the first σ_f, its gain there and the overall change there.
+    """
+    rows: Table = []
+    for name, table in tables.items():
+        kept = table[0]
+        for row in table:
+            if float(row[f"{overall_key}_delta"]) < -max_loss:
+                break
+            kept = row
+        rows.append(
+            {
+                "focus": name,
+                "strength": kept["strength"],
+                "recall_at_0": table[0]["recall"],
+                "recall_gain": kept["recall_delta"],
+                f"{overall_key}_delta": kept[f"{overall_key}_delta"],
+            }
+        )
+    return rows
+
+
+def budget_markdown(rows: Table, overall_key: str, overall_name: str, max_loss: float) -> str:
+    """``within_budget`` rows as a Markdown table, percentages and points."""
+    out = [
+        f"| class | σ_f within {100 * max_loss:g} point of {overall_name} | recall at σ_f = 0 | recall gain "
+        f"| {overall_name} change |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['focus']} | {float(r['strength']):g} | {100 * float(r['recall_at_0']):.2f} "
+            f"| {100 * float(r['recall_gain']):+.2f} | {100 * float(r[f'{overall_key}_delta']):+.2f} |"
+        )
+    return "\n".join(out) + "\n"

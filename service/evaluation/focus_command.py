@@ -13,7 +13,14 @@ import math
 from service.errors import BadInput
 from service.evaluation import plots
 from service.evaluation.commands import classified, common, progress
-from service.evaluation.focus import Table, focus_outcomes, focus_table, table1_markdown
+from service.evaluation.focus import (
+    Table,
+    budget_markdown,
+    focus_outcomes,
+    focus_table,
+    table1_markdown,
+    within_budget,
+)
 from service.evaluation.report import write_csv, write_json
 from service.evaluation.spec import check_positive, parse_classes, parse_grid
 from service.modulation import BOOST, SUPPRESS
@@ -29,6 +36,10 @@ def focus_command(args: argparse.Namespace) -> int:
     repeats = check_positive(args.repeats, setting="--repeats")
     if not (math.isfinite(args.sigma) and args.sigma >= 0):
         raise BadInput(f"--sigma must be a finite number >= 0, got {args.sigma}")
+    if args.max_loss is not None and not args.separately:
+        raise BadInput("--max-loss needs --separately (one budget per focused class)")
+    if args.max_loss is not None and not (math.isfinite(args.max_loss) and args.max_loss >= 0):
+        raise BadInput(f"--max-loss must be a finite number of points >= 0, got {args.max_loss}")
     out = common(args)
     model, logits, labels, forward_s = classified(args, "aimserve eval focus")
     class_ids = parse_classes(args.classes, model.labels)
@@ -74,7 +85,7 @@ def focus_command(args: argparse.Namespace) -> int:
         f"{model.name}: focus, {verb} {', '.join(names)} ({how}; σ = {args.sigma:g}; {len(logits)} inputs)"
     )
     plots.plot_focus(out / "focus.png", title, strengths, per_class, overall)
-    summary = {
+    summary: dict[str, object] = {
         "model": model.name,
         "task": model.task,
         "inputs": len(logits),
@@ -85,6 +96,13 @@ def focus_command(args: argparse.Namespace) -> int:
         "repeats": repeats,
         "forward_seconds": round(forward_s, 2),
     }
+    if args.max_loss is not None:
+        budget = within_budget(tables, overall_key, args.max_loss / 100)
+        write_csv(out / "budget.csv", budget)
+        budget_md = budget_markdown(budget, overall_key, overall_name, args.max_loss / 100)
+        (out / "budget.md").write_text(budget_md, encoding="utf-8")
+        summary["max_loss_points"] = args.max_loss
+        markdown += "\n" + budget_md
     write_json(out / "summary.json", summary)
     print(markdown, end="")
     return 0

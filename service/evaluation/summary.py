@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
+
+_SCALE_OUTPUTS = 1_000_000  # outputs the logit-scale quantiles are taken over (evenly spaced beyond that)
+
 
 def crossing(sigmas: Sequence[float], values: Sequence[float], level: float) -> float | None:
     """The first σ where a decreasing curve reaches ``level`` (linear interpolation), None if never."""
@@ -44,3 +48,17 @@ def agreement(rows: Sequence[Mapping[str, float | int]], metric: str) -> dict[st
         worst_abs = max(worst_abs, gap)
         worst_z = max(worst_z, gap / max(se, 1e-12))
     return {"max_abs_gap": worst_abs, "max_gap_in_se": worst_z}
+
+
+def logit_scale(logits: torch.Tensor) -> dict[str, float]:
+    """How far the top logit stands out, in logit units: quantiles over outputs (items, or pixels for
+    (N, C, h, w) logits) of the top-1 minus top-2 gap, and the mean per-output standard deviation of the
+    logits. σ is in the same units, so these place a model's steep stage (the paper's logit scale)."""
+    flat = logits.movedim(1, -1).reshape(-1, logits.shape[1]) if logits.dim() == 4 else logits
+    flat = flat[:: max(1, len(flat) // _SCALE_OUTPUTS)].double()
+    top = flat.topk(2, dim=-1).values
+    gap = top[:, 0] - top[:, 1]
+    levels = {"gap_p10": 0.1, "gap_p25": 0.25, "gap_median": 0.5, "gap_p75": 0.75, "gap_p90": 0.9}
+    out = {name: round(float(gap.quantile(q)), 4) for name, q in levels.items()}
+    out["logit_std_mean"] = round(float(flat.std(dim=-1).mean()), 4)
+    return out

@@ -15,6 +15,7 @@ import torch
 
 from service.cli import main
 from service.evaluation.datasets import subset
+from service.evaluation.focus import within_budget
 from service.evaluation.report import read_csv
 from service.modulation.theory import focus_top1_probability
 from tests.evaluation.conftest import clean_logits, held_out_subset
@@ -72,3 +73,39 @@ def test_unknown_class_exits_2(tmp_path, capsys):
     )
     assert code == 2
     assert "unknown class 'cat'" in capsys.readouterr().err
+
+
+def test_budget_is_the_last_strength_before_the_first_breach():
+    table = [
+        {"strength": s, "recall": r, "recall_delta": r - 0.5, "accuracy_delta": d}
+        for s, r, d in [(0, 0.5, 0.0), (1, 0.6, -0.004), (2, 0.7, -0.006), (3, 0.8, -0.001)]
+    ]
+    (row,) = within_budget({"a": table}, "accuracy", 0.005)
+    assert row == {
+        "focus": "a",
+        "strength": 1,
+        "recall_at_0": 0.5,
+        "recall_gain": table[1]["recall_delta"],
+        "accuracy_delta": -0.004,
+    }
+    assert within_budget({"a": table}, "accuracy", 0.0)[0]["strength"] == 0
+
+
+def test_budget_table_from_the_command(tmp_path, capsys):
+    out = tmp_path / "budget"
+    argv = ["eval", "focus", "--model", "digits", "--classes", "8,9", "--separately", "--limit", "300"]
+    grid = ["--strengths", "0:3:0.5", "--repeats", "2", "--max-loss", "0.5"]
+    assert main([*argv, *grid, "--out", str(out)]) == 0
+    rows, budget = read_csv(out / "focus.csv"), read_csv(out / "budget.csv")
+    assert [b["focus"] for b in budget] == ["8", "9"]
+    for b in budget:
+        run = [r for r in rows if r["focus"] == b["focus"]]
+        deltas = column(run, "accuracy_delta")
+        breach = next((i for i, d in enumerate(deltas) if d < -0.005), len(deltas))
+        kept = run[breach - 1]
+        assert float(b["strength"]) == float(kept["strength"])
+        assert float(b["recall_gain"]) == float(kept["recall_delta"]) >= 0
+    assert "| 8 |" in (out / "budget.md").read_text() and "within 0.5 point" in capsys.readouterr().out
+    together = ["eval", "focus", "--model", "digits", "--classes", "8", "--max-loss", "0.5"]
+    assert main([*together, "--out", str(tmp_path)]) == 2
+    assert "--max-loss needs --separately" in capsys.readouterr().err

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from service.cli import main
 from service.evaluation.datasets import subset
 from service.evaluation.metrics import accuracy, confusion, mean_iou
 from service.evaluation.report import read_csv
+from service.evaluation.summary import logit_scale
 from service.models import held_out
 from tests.evaluation.conftest import clean_logits, held_out_subset
 
@@ -60,6 +62,8 @@ def test_classifier_curve(tmp_path, digits):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["inputs"] == 200 and summary["classes"] == 10
     assert 0 < summary["stages_exact"]["sigma_10"] < summary["stages_exact"]["sigma_50"] < 20
+    scale = summary["logit_scale"]
+    assert 0 < scale["gap_p10"] <= scale["gap_median"] <= scale["gap_p90"] and scale["logit_std_mean"] > 0
     with Image.open(out / "utility.png") as image:
         assert image.format == "PNG" and image.size[0] > 300
 
@@ -80,3 +84,11 @@ def test_segmentation_curve(tmp_path, digits_seg):
     assert f(rows[-1], "miou_mean") < f(rows[0], "miou_mean") - 0.3
     assert_exact_matches_sampled(rows, "accuracy")
     assert_exact_matches_sampled(rows, "fidelity")
+
+
+def test_logit_scale_of_known_logits():
+    items = torch.tensor([[3.0, 1.0, 0.0], [0.0, 0.0, 5.0], [1.0, 4.0, 0.0]])  # gaps 2, 5, 3
+    scale = logit_scale(items)
+    assert scale["gap_median"] == 3.0 and scale["gap_p10"] == pytest.approx(2.2)
+    pixels = items.T.reshape(1, 3, 3, 1)  # the same three outputs as pixels of one (C=3) image
+    assert logit_scale(pixels) == scale
