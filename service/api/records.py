@@ -41,7 +41,10 @@ class RequestRecords:
         try:
             await self._gate.call(pipe.execute)
         except RedisUnavailable as exc:
-            log.warning("request record %s not kept: %s", request_id, exc)
+            # While the breaker is open the gate has logged the outage once; one line per request
+            # would flood the log for the whole outage.
+            level = logging.WARNING if self._gate.is_up else logging.DEBUG
+            log.log(level, "request record %s not kept: %s", request_id, exc)
 
     async def get(self, request_id: str, tenant: str) -> Record:
         """The record, only for the tenant that made the request (others get the same 404)."""
