@@ -15,7 +15,9 @@ Variables (the contract's five, then serving knobs):
   ``AIM_KEY_CACHE_TTL_S`` (local key cache, default 5 s), ``AIM_REDIS_GRACE_S`` (how long cached
   tenants are served while Redis is down, default 60 s), ``AIM_REDIS_TIMEOUT_MS`` (bound of every Redis
   call: connect, read, retry; default 250 ms), ``AIM_REDIS_POOL_SIZE`` (Redis calls in flight at once,
-  default 64), ``AIM_REDIS_POOL_WAIT_MS`` (how long a call waits for a free one, default 1000 ms).
+  default 64), ``AIM_REDIS_POOL_WAIT_MS`` (how long a call waits for a free one, default 1000 ms),
+  ``AIM_LATENCY_BUCKETS`` (comma-separated upper bounds in seconds of every latency histogram; default
+  `service.metrics.DEFAULT_LATENCY_BUCKETS`).
 - ``AIM_ENGINE``: the text-generation engine, ``builtin`` (transformers in this process, the default) or
   ``vllm`` (a vLLM server; see docs/deployment.md); ``aimserve serve --engine`` overrides it.
 
@@ -38,6 +40,8 @@ from typing import Literal
 
 from service.errors import ConfigError
 from service.store.connection import DEFAULT_SLOT_WAIT_S, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S
+from service.limits import MAX_BODY_BYTES
+from service.metrics import parse_buckets
 
 EngineName = Literal["builtin", "vllm"]
 ENGINES: tuple[EngineName, ...] = ("builtin", "vllm")
@@ -60,13 +64,14 @@ class Settings:
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
     queue_size: int = 256
-    max_body_bytes: int = 8 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     key_cache_ttl_s: float = 5.0
     redis_grace_s: float = 60.0
     engine: EngineName = "builtin"
     redis_timeout_s: float = DEFAULT_TIMEOUT_S
     redis_pool_size: int = DEFAULT_SLOTS
     redis_pool_wait_s: float = DEFAULT_SLOT_WAIT_S
+    latency_buckets: tuple[float, ...] | None = None  # None: the metrics' defaults
 
     def __repr__(self) -> str:
         # Only the presence of a secret is shown; a Redis URL can hold a password, so it is masked too.
@@ -78,6 +83,7 @@ class Settings:
             f"max_body_bytes={self.max_body_bytes}, key_cache_ttl_s={self.key_cache_ttl_s}, "
             f"redis_grace_s={self.redis_grace_s}, redis_timeout_s={self.redis_timeout_s}, "
             f"redis_pool_size={self.redis_pool_size}, redis_pool_wait_s={self.redis_pool_wait_s}, "
+            f"latency_buckets={self.latency_buckets}, "
             f"engine={self.engine!r})"
         )
 
@@ -112,7 +118,7 @@ class Settings:
             max_batch_size=_int(env, "AIM_MAX_BATCH_SIZE", 32, lo=1, hi=4096),
             max_wait_ms=_float(env, "AIM_MAX_WAIT_MS", 5.0, lo=0.0, hi=10_000.0),
             queue_size=_int(env, "AIM_QUEUE_SIZE", 256, lo=1, hi=1_000_000),
-            max_body_bytes=_int(env, "AIM_MAX_BODY_BYTES", 8 * 1024 * 1024, lo=1024, hi=1 << 30),
+            max_body_bytes=_int(env, "AIM_MAX_BODY_BYTES", MAX_BODY_BYTES, lo=1024, hi=1 << 30),
             key_cache_ttl_s=_float(env, "AIM_KEY_CACHE_TTL_S", 5.0, lo=0.0, hi=300.0),
             redis_grace_s=_float(env, "AIM_REDIS_GRACE_S", 60.0, lo=0.0, hi=86_400.0),
             redis_timeout_s=_float(
@@ -125,6 +131,7 @@ class Settings:
             )
             / 1000,
             engine=parse_engine(_opt(env, "AIM_ENGINE") or "builtin", "AIM_ENGINE"),
+            latency_buckets=_buckets(env, "AIM_LATENCY_BUCKETS"),
         )
 
 
@@ -215,6 +222,11 @@ def _float(env: Mapping[str, str], name: str, default: float, *, lo: float, hi: 
     if not math.isfinite(value) or not lo <= value <= hi:
         raise ConfigError(f"{name}={raw!r} is out of range [{lo}, {hi}]")
     return value
+
+
+def _buckets(env: Mapping[str, str], name: str) -> tuple[float, ...] | None:
+    raw = _opt(env, name)
+    return None if raw is None else parse_buckets(raw, setting=name)
 
 
 def _presence(value: str | None) -> str:

@@ -6,6 +6,7 @@ test Redis, a real model and its own metrics registry, and stops it cleanly.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -42,6 +43,13 @@ def wait_for(check: Callable[[], object], timeout_s: float = 10.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def escaped_json(body: object) -> dict[str, Any]:
+    """Keyword arguments for an httpx request whose JSON text escapes every non-ASCII character, so a lone
+    surrogate travels as ``\\ud800`` (httpx's ``json=`` would fail to encode it)."""
+    content = json.dumps(body, ensure_ascii=True).encode()
+    return {"content": content, "headers": {"Content-Type": "application/json"}}
 
 
 def free_port() -> int:

@@ -14,6 +14,7 @@ from service.api import errors
 from service.api.components import Components
 from service.api.middleware import BodyLimit, RequestMetrics
 from service.api.routes import admin, inference, openai_compat, ops, tenant
+from service.limits import MAX_BODY_BYTES
 from service.metrics import Metrics
 
 log = logging.getLogger("aimserve")
@@ -21,7 +22,7 @@ log = logging.getLogger("aimserve")
 ComponentsFactory = Callable[[], Awaitable[Components]]
 
 
-def create_app(factory: ComponentsFactory, *, max_body_bytes: int = 8 * 1024 * 1024) -> FastAPI:
+def create_app(factory: ComponentsFactory, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
     """An app whose lifespan calls ``factory`` to start its components and closes them on shutdown."""
 
     @asynccontextmanager

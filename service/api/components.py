@@ -119,7 +119,7 @@ async def start_components(
     """Start Redis (embedded unless REDIS_URL), load the model and tiers, start the batcher."""
     stack = AsyncExitStack()
     try:
-        metrics = Metrics(registry if registry is not None else CollectorRegistry())
+        metrics = Metrics(registry if registry is not None else CollectorRegistry(), settings.latency_buckets)
         url = settings.redis_url
         if url is None:
             embedded = EmbeddedRedis(settings.state_dir / "redis")

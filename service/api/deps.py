@@ -11,7 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.components import Components
 from service.api.policy import EffectiveFocus, effective_focus
@@ -27,14 +28,20 @@ def get_components(request: Request) -> Components:
 
 ComponentsDep = Annotated[Components, Depends(get_components)]
 
+# Declared in the OpenAPI document as security schemes; the 401s below are the service's own.
+_tenant_key = HTTPBearer(
+    scheme_name="TenantKey", description="A tenant's API key (`aim_sk_...`).", auto_error=False
+)
+_admin_token = HTTPBearer(scheme_name="AdminToken", description="`AIM_ADMIN_TOKEN`.", auto_error=False)
+Credentials = HTTPAuthorizationCredentials | None
 
-def _bearer(authorization: str | None) -> str:
-    if not authorization:
+
+def _bearer(request: Request, credentials: Credentials) -> str:
+    if credentials is not None and credentials.credentials.strip():
+        return credentials.credentials.strip()
+    if not request.headers.get("authorization"):
         raise Unauthorized("missing Authorization header; send 'Authorization: Bearer <api key>'")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
-    return token.strip()
+    raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +54,9 @@ class Caller:
 
 
 async def get_caller(
-    request: Request, c: ComponentsDep, authorization: Annotated[str | None, Header()] = None
+    request: Request, c: ComponentsDep, credentials: Annotated[Credentials, Security(_tenant_key)]
 ) -> Caller:
-    token = _bearer(authorization)
+    token = _bearer(request, credentials)
     admin = c.settings.admin_token
     if admin is not None and hmac.compare_digest(token.encode(), admin.encode()):
         raise Unauthorized("the admin token is not a tenant key; use a tenant's API key")
@@ -88,11 +95,13 @@ async def get_caller(
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-async def require_admin(c: ComponentsDep, authorization: Annotated[str | None, Header()] = None) -> None:
+async def require_admin(
+    request: Request, c: ComponentsDep, credentials: Annotated[Credentials, Security(_admin_token)]
+) -> None:
     admin = c.settings.admin_token
     if admin is None:
         raise NotFound("the admin API is off (AIM_ADMIN_TOKEN is not set)", code="admin_disabled")
-    token = _bearer(authorization)
+    token = _bearer(request, credentials)
     if not hmac.compare_digest(token.encode(), admin.encode()):
         raise Unauthorized("invalid admin token")
 

@@ -33,6 +33,17 @@ from service.serving.generation import (
 )
 
 Frame = Callable[[GenerationEvent], dict[str, Any] | None]
+#: OpenAPI: a generation route answers JSON, or server-sent events when the body asks ``stream: true``;
+#: before OpenAPI 3.2 the media type's schema describes one event: its ``data`` is a JSON frame or ``[DONE]``.
+STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}
+            }
+        }
+    }
+}
 
 
 @dataclass(frozen=True, slots=True)

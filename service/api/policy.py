@@ -11,9 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
+from service.api.schemas import FocusRequest
 from service.errors import BadInput, Forbidden
 from service.modulation import BOOST, SUPPRESS, RowSpec
 from service.modulation.keys import derive_tier_key
+from service.store import FocusPref
 
 FocusResolver = Callable[[Sequence[str]], tuple[int, ...]]
 
@@ -41,6 +45,15 @@ def check_focus_request(
             code="focus_too_strong",
         )
     return resolve(classes)
+
+
+def stored_focus(asked: FocusRequest) -> FocusPref:
+    """The preference as the store keeps it; a class name the store refuses (a control character) is a
+    400 naming the problem."""
+    try:
+        return FocusPref(classes=asked.classes, strength=asked.strength, direction=asked.direction)
+    except ValidationError as exc:
+        raise BadInput(f"focus: {exc.errors()[0]['msg']}", code="bad_focus") from None
 
 
 def label_resolver(labels: Sequence[str]) -> FocusResolver:

@@ -1,25 +1,72 @@
-"""Request and response bodies of the contract (shared/spec/api.md). Checked once, here, at the edge."""
+"""Request and response bodies of the contract (docs/api.md). Checked once, here, at the edge.
+
+Request models are strict: JSON types are not coerced (``stream: 0`` and ``top_k: true`` are 422), unknown
+fields are refused, and every bound comes from `service.limits`, so what the OpenAPI document allows is
+exactly what the service accepts. Every text field is a `Text`: valid Unicode, so it can be encoded.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-MAX_INPUTS = 64
+from service.limits import (
+    MAX_FOCUS_CLASS_CHARS,
+    MAX_FOCUS_CLASSES,
+    MAX_FOCUS_STRENGTH,
+    MAX_INPUTS,
+    MAX_NAME_CHARS,
+    MAX_NEW_TOKENS,
+    MAX_STOP_CHARS,
+    MAX_STOP_STRINGS,
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+)
+
+
+def _encodable(text: str) -> str:
+    """A JSON string may carry a lone surrogate (``"\\ud800"``) that no tokenizer or encoder can take."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"text is not valid Unicode (a lone surrogate at character {exc.start})") from None
+    return text
+
+
+def _integral(value: object) -> object:
+    """JSON Schema counts ``2.0`` as an integer; ``true`` and ``"2"`` are not (the strict check refuses)."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+#: Every text field of every request: a string that is valid Unicode (422 otherwise).
+Text = Annotated[str, AfterValidator(_encodable)]
+# Integer fields: a JSON integer (``2`` or ``2.0``), never a boolean or a string. The bounds come before
+# the validator so that they stay JSON Schema bounds in the OpenAPI document.
+TopK = Annotated[int, Field(ge=1, le=MAX_TOP_K), BeforeValidator(_integral)]
+InputIndex = Annotated[int, Field(ge=0, lt=MAX_INPUTS), BeforeValidator(_integral)]
+TokenCount = Annotated[int, Field(ge=1, le=MAX_NEW_TOKENS), BeforeValidator(_integral)]
+#: A stop string: non-empty, at most `MAX_STOP_CHARS` characters.
+StopText = Annotated[Text, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+StopList = Annotated[list[StopText], Field(max_length=MAX_STOP_STRINGS)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ImageInput(Strict):
-    image: str = Field(description="base64-encoded PNG or JPEG")
+    image: Text = Field(description="base64-encoded PNG or JPEG")
 
 
 class ClassifyRequest(Strict):
-    inputs: Annotated[list[str] | list[ImageInput], Field(min_length=1, max_length=MAX_INPUTS)]
-    top_k: int = Field(default=1, ge=1, le=100)
+    inputs: (
+        Annotated[list[Annotated[Text, Field(min_length=1)]], Field(min_length=1, max_length=MAX_INPUTS)]
+        | Annotated[list[ImageInput], Field(min_length=1, max_length=MAX_INPUTS)]
+    )
+    top_k: TopK = 1
 
 
 class SegmentRequest(Strict):
@@ -27,11 +74,11 @@ class SegmentRequest(Strict):
 
 
 class GenerateRequest(Strict):
-    prompt: str = Field(min_length=1)
-    max_new_tokens: int = Field(default=64, ge=1, le=1024)
-    temperature: float = Field(default=0.0, ge=0.0, le=5.0)
+    prompt: Text = Field(min_length=1)
+    max_new_tokens: TokenCount = 64
+    temperature: float = Field(default=0.0, ge=0.0, le=MAX_TEMPERATURE)
     stream: bool = False
-    stop: list[str] = Field(default_factory=list, max_length=8)
+    stop: StopList = Field(default_factory=list)
 
 
 class FocusOut(BaseModel):
@@ -95,15 +142,18 @@ class GenerateResponse(Envelope):
 
 
 class FocusRequest(Strict):
-    classes: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=64)]
-    strength: float = Field(gt=0.0, le=100.0)
+    classes: Annotated[
+        list[Annotated[Text, Field(min_length=1, max_length=MAX_FOCUS_CLASS_CHARS)]],
+        Field(min_length=1, max_length=MAX_FOCUS_CLASSES),
+    ]
+    strength: float = Field(gt=0.0, le=MAX_FOCUS_STRENGTH)
     direction: Literal["boost", "suppress"] = "boost"
 
 
 class FeedbackRequest(Strict):
     id: str = Field(pattern=r"^req_[A-Za-z0-9]{8,64}$")
-    index: int = Field(default=0, ge=0, lt=MAX_INPUTS)
-    label: str = Field(min_length=1)
+    index: InputIndex = 0
+    label: Text = Field(min_length=1)
 
 
 class MeResponse(BaseModel):
@@ -116,13 +166,13 @@ class MeResponse(BaseModel):
 
 
 class CreateTenant(Strict):
-    name: str = Field(min_length=1, max_length=200)
-    tier: str | None = None
+    name: Text = Field(min_length=1, max_length=MAX_NAME_CHARS)
+    tier: Text | None = None
 
 
 class PatchTenant(Strict):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    tier: str | None = None
+    name: Annotated[Text, Field(min_length=1, max_length=MAX_NAME_CHARS)] | None = None
+    tier: Text | None = None
     focus: FocusRequest | None = None
 
 

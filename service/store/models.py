@@ -23,15 +23,15 @@ from pydantic import (
 )
 
 from service.errors import BadInput
+from service.limits import MAX_FOCUS_CLASS_CHARS, MAX_FOCUS_CLASSES, MAX_NAME_CHARS
 
 TENANT_ID_RE = re.compile(r"^ten_[0-9a-f]{16}$")
 KEY_ID_RE = re.compile(r"^key_[0-9a-f]{12}$")
 TIER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-MAX_FOCUS_CLASSES = 256
 
-TenantName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+TenantName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_CHARS)]
 TierName = Annotated[str, StringConstraints(pattern=TIER_NAME_PATTERN)]
-FocusClass = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+FocusClass = Annotated[str, StringConstraints(min_length=1, max_length=MAX_FOCUS_CLASS_CHARS)]
 
 
 class FocusPref(BaseModel):

@@ -9,7 +9,7 @@ import base64
 
 import pytest
 
-from tests.live import ADMIN_TOKEN, LiveService, wait_for
+from tests.live import ADMIN_TOKEN, LiveService, escaped_json, wait_for
 
 TEXTS = ["I love this, what a great day!", "This is awful and I hate it.", "The meeting is at 3pm."]
 
@@ -173,10 +173,37 @@ def test_contract_error_statuses(text_service: LiveService) -> None:
             (c.post("/v1/generate", json={"prompt": "hi"}), 404, "unsupported_task"),
             (c.post("/v1/classify", json={"inputs": ["x" * (9 << 20)]}), 413, "payload_too_large"),
             (c.get("/v1/nothing-here"), 404, "not_found"),
+            # Schema and behaviour agree: what the schema refuses is 422, coercions included.
+            (c.post("/v1/classify", json={"inputs": []}), 422, "invalid_request"),
+            (c.post("/v1/classify", json={"inputs": ["x"], "top_k": True}), 422, "invalid_request"),
+            (c.post("/v1/classify", json={"inputs": ["x"], "top_k": "2"}), 422, "invalid_request"),
+            (c.put("/v1/me/focus", json={"classes": ["positive"], "strength": "1"}), 422, "invalid_request"),
+            (c.delete("/v1/classify"), 405, "method_not_allowed"),
         ]
     for response, status, code in cases:
         assert response.status_code == status, (response.request.url, response.text[:200])
         assert response.json()["error"]["code"] == code
+    assert cases[-1][0].headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/classify", {"inputs": ["fine", "\ud800"]}),
+        ("/v1/classify", {"inputs": ["\udfff tail"]}),
+        ("/v1/me/focus", {"classes": ["positive\ud83d"], "strength": 1.0}),
+        ("/v1/feedback", {"id": "req_0123456789ab", "label": "\udc80"}),
+    ],
+)
+def test_lone_surrogates_are_422_never_500(text_service: LiveService, path: str, body: object) -> None:
+    _, key = text_service.new_tenant("premium")
+    with text_service.client(key) as c:
+        method = c.put if path == "/v1/me/focus" else c.post
+        r = method(path, **escaped_json(body))
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "invalid_request"
+        assert "unicode" in r.json()["error"]["message"].lower()
+        assert c.post("/v1/classify", json={"inputs": ["still served"]}).status_code == 200
 
 
 def test_metrics_expose_per_tier_series_without_secrets(text_service: LiveService) -> None:

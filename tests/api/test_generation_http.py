@@ -14,7 +14,7 @@ from openai import OpenAI, RateLimitError
 from service.serving.generation import encode_prompt
 from service.store import EmbeddedRedis
 from tests.api.conftest import serve_preset
-from tests.live import LiveService
+from tests.live import LiveService, escaped_json
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +102,23 @@ def test_generation_errors_keep_their_status(llm_service: LiveService) -> None:
         assert c.post("/v1/classify", json={"inputs": ["x"]}).json()["error"]["code"] == "unsupported_task"
         chat = c.post("/v1/chat/completions", json={"messages": [], "model": "m"})
         assert chat.status_code == 422
+        user = [{"role": "user", "content": "hi"}]
+        for path, body in [
+            ("/v1/generate", {"prompt": "x", "temperature": 3}),  # the engine's maximum is the schema's
+            ("/v1/generate", {"prompt": "x", "stream": 0}),
+            ("/v1/generate", {"prompt": "x", "stop": ["s"] * 17}),
+            ("/v1/completions", {"prompt": "x", "stop": [""]}),
+            ("/v1/completions", {"prompt": "x", "max_tokens": True}),
+            ("/v1/chat/completions", {"messages": user, "stream": "yes"}),
+            ("/v1/chat/completions", {"messages": [{"role": "user", "content": "\ud800"}]}),
+            ("/v1/completions", {"prompt": "a\udbff"}),
+            ("/v1/generate", {"prompt": "x", "stop": ["\ud800"]}),
+        ]:
+            r = c.post(path, **escaped_json(body))
+            assert r.status_code == 422, (path, body, r.text)
+            assert r.json()["error"]["code"] == "invalid_request"
+        ok = c.post("/v1/completions", json={"prompt": "Hi", "max_tokens": 2.0, "stop": "\n"})
+        assert ok.status_code == 200, ok.text  # 2.0 is a JSON integer
 
 
 def test_focus_on_strings_for_generation(llm_service: LiveService) -> None:

@@ -9,11 +9,17 @@ from fastapi import APIRouter, Header, Response
 from service.api import schemas
 from service.api.components import Components
 from service.api.deps import AdminDep, ComponentsDep
-from service.errors import BadInput
-from service.store import FocusPref, Tenant
+from service.api.errors import error_responses
+from service.api.policy import stored_focus
+from service.store import Tenant
 from service.store.idempotency import check_idempotency_key
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
+# Every admin route: 401 (token), 404 (admin API off, unknown tenant or key), 503 (Redis down).
+router = APIRouter(
+    prefix="/admin", tags=["admin"], dependencies=[AdminDep], responses=error_responses(401, 404, 503)
+)
+_BODY = error_responses(400, 413, 422)
+_PATH = error_responses(422)  # a path parameter is always a string: declared for the one error body
 
 IdempotencyKey = Annotated[
     str | None,
@@ -29,21 +35,14 @@ def _idempotency(value: str | None) -> str | None:
 
 
 def _tier_name(c: Components, name: str | None) -> str:
-    tiers = c.tiers.current
-    if name is None:
-        return tiers.default_tier
-    if name not in tiers.tiers:
-        raise BadInput(
-            f"unknown tier {name!r}; tiers in force: {', '.join(tiers.tiers)}", code="unknown_tier"
-        )
-    return name
+    return c.tiers.current.default_tier if name is None else c.tiers.require(name).name
 
 
 def tenant_json(t: Tenant) -> dict[str, Any]:
     return t.model_dump(mode="json")
 
 
-@router.post("/tenants", status_code=201)
+@router.post("/tenants", status_code=201, responses=_BODY)
 async def create_tenant(
     body: schemas.CreateTenant, c: ComponentsDep, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
@@ -58,14 +57,14 @@ async def list_tenants(c: ComponentsDep) -> dict[str, Any]:
     return {"tenants": [tenant_json(t) for t in await c.store.list_tenants()]}
 
 
-@router.get("/tenants/{tenant_id}")
+@router.get("/tenants/{tenant_id}", responses=_PATH)
 async def get_tenant(tenant_id: str, c: ComponentsDep) -> dict[str, Any]:
     tenant = await c.store.get_tenant(tenant_id)
     keys = await c.store.list_keys(tenant_id)
     return {**tenant_json(tenant), "keys": [k.model_dump(mode="json") for k in keys]}
 
 
-@router.patch("/tenants/{tenant_id}")
+@router.patch("/tenants/{tenant_id}", responses=_BODY)
 async def patch_tenant(tenant_id: str, body: schemas.PatchTenant, c: ComponentsDep) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if body.name is not None:
@@ -77,19 +76,17 @@ async def patch_tenant(tenant_id: str, body: schemas.PatchTenant, c: ComponentsD
             changes["focus"] = None
         else:
             c.focus_resolver(body.focus.classes)  # unknown classes are a 400 naming them
-            changes["focus"] = FocusPref(
-                classes=body.focus.classes, strength=body.focus.strength, direction=body.focus.direction
-            )
+            changes["focus"] = stored_focus(body.focus)
     return tenant_json(await c.store.update_tenant(tenant_id, **changes))
 
 
-@router.delete("/tenants/{tenant_id}", status_code=204)
+@router.delete("/tenants/{tenant_id}", status_code=204, responses=_PATH)
 async def delete_tenant(tenant_id: str, c: ComponentsDep) -> Response:
     await c.store.delete_tenant(tenant_id)
     return Response(status_code=204)
 
 
-@router.post("/tenants/{tenant_id}/keys", status_code=201)
+@router.post("/tenants/{tenant_id}/keys", status_code=201, responses=_BODY)
 async def issue_key(
     tenant_id: str, c: ComponentsDep, idempotency_key: IdempotencyKey = None
 ) -> dict[str, Any]:
@@ -97,7 +94,7 @@ async def issue_key(
     return {"key_id": key.key_id, "api_key": key.api_key}
 
 
-@router.delete("/tenants/{tenant_id}/keys/{key_id}", status_code=204)
+@router.delete("/tenants/{tenant_id}/keys/{key_id}", status_code=204, responses=_PATH)
 async def revoke_key(tenant_id: str, key_id: str, c: ComponentsDep) -> Response:
     await c.store.revoke_key(tenant_id, key_id)
     return Response(status_code=204)
@@ -116,7 +113,7 @@ async def get_tiers(c: ComponentsDep) -> dict[str, Any]:
     return tiers_json(c)
 
 
-@router.post("/tiers/reload")
+@router.post("/tiers/reload", responses=error_responses(400))
 async def reload_tiers(c: ComponentsDep) -> dict[str, Any]:
     await c.reload_tiers()
     return tiers_json(c)

@@ -18,11 +18,14 @@ from service.api import schemas
 from service.api.common import envelope, new_request_id, require_task
 from service.api.components import Components
 from service.api.deps import Caller, CallerDep, ComponentsDep
+from service.api.errors import error_responses
 from service.api.policy import row_spec
 from service.errors import BadInput
 from service.serving.predict import ClassResult, Row, SegResult
 
-router = APIRouter(prefix="/v1", tags=["inference"])
+router = APIRouter(
+    prefix="/v1", tags=["inference"], responses=error_responses(400, 401, 404, 413, 422, 429, 503)
+)
 
 CLASSIFY_TASKS = ("text-classification", "image-classification")
 
@@ -112,7 +115,7 @@ async def segment(body: schemas.SegmentRequest, caller: CallerDep, c: Components
     return {**envelope(c, caller, request_id), "results": [_seg_json(c.model.labels, r) for r in results]}
 
 
-@router.post("/generate", response_model=schemas.GenerateResponse)
+@router.post("/generate", response_model=schemas.GenerateResponse, responses=gen.STREAM_RESPONSE)
 async def generate(body: schemas.GenerateRequest, caller: CallerDep, c: ComponentsDep) -> Any:
     require_task(c, "text-generation")
     return await gen.generate(c, caller, body, new_request_id())

@@ -9,27 +9,32 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.common import require_task
 from service.api.deps import CallerDep, ComponentsDep
-from service.api.generate import Decoding, admit, build_request, collect, sse
+from service.api.errors import error_responses
+from service.api.generate import STREAM_RESPONSE, Decoding, admit, build_request, collect, sse
+from service.api.schemas import StopList, StopText, Text, TokenCount
+from service.limits import MAX_CHAT_MESSAGES, MAX_TEMPERATURE
 from service.serving.generation import GenerationDone, GenerationEvent, encode_chat, encode_prompt
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(401, 429, 503))
+_GENERATION = {**error_responses(400, 404, 413, 422), **STREAM_RESPONSE}
 
 
 class _OpenAIBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # unknown OpenAI fields (user, seed, ...) are ignored
+    # Unknown OpenAI fields (user, seed, ...) are ignored; known ones are typed strictly.
+    model_config = ConfigDict(extra="ignore", strict=True)
 
-    model: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1, le=1024)
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    model: Text | None = None
+    max_tokens: TokenCount | None = None
+    temperature: float = Field(default=1.0, ge=0.0, le=MAX_TEMPERATURE)
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    stop: StopText | StopList | None = None
     stream: bool = False
     n: Literal[1] = 1
 
@@ -39,17 +44,19 @@ class _OpenAIBody(BaseModel):
 
 
 class CompletionRequest(_OpenAIBody):
-    prompt: str = Field(min_length=1)
+    prompt: Text = Field(min_length=1)
 
 
 class ChatMessage(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     role: Literal["system", "user", "assistant"]
-    content: str
+    content: Text
 
 
 class ChatRequest(_OpenAIBody):
-    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1024)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
+    max_completion_tokens: TokenCount | None = None
 
 
 def _usage(done: GenerationDone) -> dict[str, int]:
@@ -69,7 +76,7 @@ async def models(_: CallerDep, c: ComponentsDep) -> dict[str, Any]:
     }
 
 
-@router.post("/completions")
+@router.post("/completions", responses=_GENERATION)
 async def completions(body: CompletionRequest, caller: CallerDep, c: ComponentsDep) -> Any:
     require_task(c, "text-generation")
     prompt = encode_prompt(c.model.tokenizer, body.prompt)
@@ -88,7 +95,7 @@ async def completions(body: CompletionRequest, caller: CallerDep, c: ComponentsD
     return {**head, "choices": [choice], "usage": _usage(out)}
 
 
-@router.post("/chat/completions")
+@router.post("/chat/completions", responses=_GENERATION)
 async def chat(body: ChatRequest, caller: CallerDep, c: ComponentsDep) -> Any:
     require_task(c, "text-generation")
     prompt = encode_chat(c.model.tokenizer, [m.model_dump() for m in body.messages])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from service.api.errors import error_responses
 from service.errors import Unauthorized, Unavailable
 
 router = APIRouter(tags=["operations"])
@@ -20,10 +21,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {"description": "Not ready: still starting, or Redis is down."}})
 async def readyz(request: Request) -> Response:
     """200 only when the model is loaded, tenant configuration can be resolved (Redis answers) and the
-    generation engine, if any, can serve (a vLLM backend that is starting or restarting cannot)."""
+    generation engine, if any, can serve (a vLLM backend that is starting or restarting cannot).
+
+    The tiers need no check: they are loaded before the components exist, and a failed reload keeps them.
+    """
     components = getattr(request.app.state, "components", None)
     checks: dict[str, Any] = {"model": components is not None}
     if components is not None:
@@ -32,7 +36,6 @@ async def readyz(request: Request) -> Response:
         components.metrics.observe_redis("ping", time.perf_counter() - start)
         if not checks["redis"]:
             components.metrics.count_redis_error("ping")
-        checks["tiers"] = components.tiers.current is not None
         if components.generator is not None:
             checks["engine"] = components.generator.stats().ready
     ready = all(checks.values())
@@ -42,15 +45,23 @@ async def readyz(request: Request) -> Response:
     )
 
 
-@router.get("/metrics")
-async def metrics(request: Request, authorization: Annotated[str | None, Header()] = None) -> Response:
+_PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Prometheus text exposition.",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("/metrics", responses={**_PROMETHEUS_TEXT, **error_responses(401, 503)})
+async def metrics(request: Request) -> Response:
     components = getattr(request.app.state, "components", None)
     if components is None:
         raise Unavailable("the service is starting", code="not_ready", retry_after=5)
     # Operators only, always: the per-tier fidelity counters would tell a tenant, request by request,
     # whether its modulated answer equals the full model's (an oracle that undoes every tier).
     token = components.settings.metrics_token
-    sent = (authorization or "").removeprefix("Bearer ").strip()
+    sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     if token is None or not hmac.compare_digest(sent.encode(), token.encode()):
         raise Unauthorized(
             "/metrics needs 'Authorization: Bearer <metrics token>' (AIM_METRICS_TOKEN, or the file "

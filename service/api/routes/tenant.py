@@ -8,11 +8,11 @@ from fastapi import APIRouter, Response
 
 from service.api import schemas
 from service.api.deps import Caller, CallerDep, ComponentsDep
-from service.api.policy import EffectiveFocus, check_focus_request
+from service.api.errors import error_responses
+from service.api.policy import EffectiveFocus, check_focus_request, stored_focus
 from service.errors import BadInput
-from service.store import FocusPref
 
-router = APIRouter(prefix="/v1", tags=["tenant"])
+router = APIRouter(prefix="/v1", tags=["tenant"], responses=error_responses(401, 429, 503))
 
 
 def me_json(caller: Caller) -> dict[str, Any]:
@@ -33,14 +33,13 @@ async def me(caller: CallerDep) -> dict[str, Any]:
     return me_json(caller)
 
 
-@router.put("/me/focus", response_model=schemas.MeResponse)
+@router.put("/me/focus", response_model=schemas.MeResponse, responses=error_responses(400, 403, 413, 422))
 async def set_focus(body: schemas.FocusRequest, caller: CallerDep, c: ComponentsDep) -> dict[str, Any]:
     policy = caller.tier.focus
     ids = check_focus_request(
         body.classes, body.strength, policy.allowed, policy.max_strength, c.focus_resolver
     )
-    pref = FocusPref(classes=body.classes, strength=body.strength, direction=body.direction)
-    tenant = await c.store.update_tenant(caller.tenant.id, focus=pref)
+    tenant = await c.store.update_tenant(caller.tenant.id, focus=stored_focus(body))
     # Checked just above against this tier: the focus in force is exactly what was asked.
     focus = EffectiveFocus(tuple(body.classes), ids, body.strength, body.direction)
     return me_json(Caller(tenant, caller.tier, focus))
@@ -52,7 +51,7 @@ async def clear_focus(caller: CallerDep, c: ComponentsDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/feedback", status_code=204)
+@router.post("/feedback", status_code=204, responses=error_responses(400, 404, 413, 422))
 async def feedback(body: schemas.FeedbackRequest, caller: CallerDep, c: ComponentsDep) -> Response:
     record = await c.records.get(body.id, caller.tenant.id)
     if body.index >= len(record.labels):

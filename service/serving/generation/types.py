@@ -12,13 +12,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 from service.errors import BadInput, PayloadTooLarge
+from service.limits import MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TEMPERATURE
 from service.modulation import RowKey, RowSpec
 
 FinishReason = Literal["stop", "length"]
-
-MAX_TEMPERATURE = 2.0
-MAX_STOP_STRINGS = 16
-MAX_STOP_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
