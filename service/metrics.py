@@ -211,11 +211,6 @@ class Metrics:
         for tier, sigma in sigmas.items():
             self.set_tier_sigma(tier, sigma)
 
-    def remove_tier(self, tier: str) -> None:
-        """Drop the sigma series of one tier; a tier without one is ignored."""
-        if tier in self._sigma_tiers():
-            self._sigma.remove(tier)
-
     def _sigma_tiers(self) -> set[str]:
         return {s.labels["tier"] for m in self._sigma.collect() for s in m.samples}
 

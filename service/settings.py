@@ -89,11 +89,6 @@ class Settings:
 
     __str__ = __repr__
 
-    @property
-    def admin_enabled(self) -> bool:
-        """True when ``AIM_ADMIN_TOKEN`` is set (the admin API is served)."""
-        return self.admin_token is not None
-
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and check every variable of ``environ`` (default ``os.environ``).

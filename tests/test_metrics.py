@@ -167,8 +167,7 @@ def test_set_tiers_replaces_sigmas_and_drops_removed_tiers_but_keeps_their_count
     }
     assert sigmas == {"premium": 0.0, "standard": 1.0}
     assert value(metrics, "aim_fidelity_rows_total", tier="free") == 10
-    metrics.remove_tier("standard")
-    metrics.remove_tier("never-existed")
+    metrics.set_tiers({"premium": 0.0})
     assert [k for k in samples(metrics) if k[0] == "aim_tier_sigma"] == [
         ("aim_tier_sigma", frozenset({("tier", "premium")}))
     ]

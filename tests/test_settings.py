@@ -17,7 +17,7 @@ SECRET = "server-secret-0123456789-SECRET"
 def test_defaults(tmp_path: Path) -> None:
     s = Settings.from_env({"AIM_STATE_DIR": str(tmp_path / "state")})
     assert s.redis_url is None and s.admin_token is None
-    assert not s.admin_enabled
+    assert s.admin_token is None
     # /metrics is never open: without AIM_METRICS_TOKEN a token is generated once into the state dir.
     token_file = tmp_path / "state" / "metrics_token"
     assert s.metrics_token == token_file.read_text().strip() and len(s.metrics_token) >= 32
@@ -75,7 +75,7 @@ def test_full_environment(tmp_path: Path) -> None:
     }
     s = Settings.from_env(env)
     assert s.redis_url == env["REDIS_URL"]
-    assert (s.admin_token, s.metrics_token, s.admin_enabled) == (TOKEN, "metrics-SECRET", True)
+    assert (s.admin_token, s.metrics_token) == (TOKEN, "metrics-SECRET")
     assert (s.max_batch_size, s.max_wait_ms, s.queue_size, s.max_body_bytes) == (8, 2.5, 100, 65536)
     assert (s.key_cache_ttl_s, s.redis_grace_s) == (1.0, 0.0)
     for text in (repr(s), str(s)):

@@ -88,10 +88,6 @@ class Top1Curve:
     def classes(self) -> int:
         return int(self.logits.shape[1])
 
-    def value_at_zero(self) -> float:
-        """F(0): the share of rows whose target is the strict argmax."""
-        return float((self.near[:, 0] > 0).double().mean())
-
     def limit_at_zero(self) -> float:
         """F(0+), the supremum of F: as σ → 0 a row whose target ties k-1 others at the top scores 1/k."""
         return float(torch.where(self.near[:, 0] >= 0, 1.0 / (1.0 + self.ties), 0.0).mean())

@@ -13,7 +13,7 @@ from typing import Any, Self
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from service.errors import BadInput, ConfigError, Forbidden
+from service.errors import ConfigError
 from service.store.models import TierName
 
 SigmaSolver = Callable[[float], float]
@@ -99,17 +99,6 @@ class Tier(BaseModel):
     def as_json(self) -> dict[str, Any]:
         """``{"sigma", "target_fidelity", "rate_limit": {"requests_per_minute"} | None, "focus"}``."""
         return self.model_dump(mode="json", exclude={"name"})
-
-    def check_focus(self, strength: float) -> None:
-        """Raise Forbidden (``focus_not_allowed``) or BadInput unless the policy permits ``strength``."""
-        if not self.focus.allowed:
-            raise Forbidden(f"the {self.name!r} tier does not allow focus", code="focus_not_allowed")
-        if strength > self.focus.max_strength:
-            raise BadInput(
-                f"focus strength {strength:g} exceeds the {self.name!r} tier's maximum "
-                f"{self.focus.max_strength:g}",
-                code="focus_strength_too_high",
-            )
 
 
 class ResolvedTiers(BaseModel):

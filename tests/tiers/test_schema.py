@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import BadInput, ConfigError, Forbidden
+from service.errors import ConfigError
 from service.tiers import parse_tiers
 from tests.tiers.solver import BisectionSolver
 
@@ -111,18 +111,15 @@ def test_missing_tier_falls_back_to_the_default() -> None:
     assert tiers.tier_for("vanished").name == "a"
 
 
-def test_focus_policy_check() -> None:
+def test_focus_policy_is_parsed() -> None:
     text = (
         "default_tier: shut\ntiers:\n  shut: {sigma: 1}\n"
         "  open: {sigma: 1, focus: {allowed: true, max_strength: 2}}"
     )
+    # The policy is applied in one place, `service.api.policy` (tests/api/test_policy.py).
     tiers = parse_tiers(text, _const(0.0))
-    with pytest.raises(Forbidden) as forbidden:
-        tiers.tiers["shut"].check_focus(0.5)
-    assert forbidden.value.code == "focus_not_allowed"
-    tiers.tiers["open"].check_focus(2.0)
-    with pytest.raises(BadInput):
-        tiers.tiers["open"].check_focus(2.01)
+    assert (tiers.tiers["shut"].focus.allowed, tiers.tiers["shut"].focus.max_strength) == (False, 0.0)
+    assert (tiers.tiers["open"].focus.allowed, tiers.tiers["open"].focus.max_strength) == (True, 2.0)
 
 
 def test_yaml_booleans_are_not_tier_names() -> None:
