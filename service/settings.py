@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Literal
 
 from service.errors import ConfigError
-from service.store.connection import DEFAULT_SLOT_WAIT_S, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S
 from service.limits import MAX_BODY_BYTES
 from service.metrics import parse_buckets
+from service.store.connection import DEFAULT_SLOT_WAIT_S, DEFAULT_SLOTS, DEFAULT_TIMEOUT_S
 
 EngineName = Literal["builtin", "vllm"]
 ENGINES: tuple[EngineName, ...] = ("builtin", "vllm")

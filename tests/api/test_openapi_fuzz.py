@@ -20,7 +20,7 @@ from service.presets import build_preset
 from service.store import EmbeddedRedis
 from tests.live import ADMIN_TOKEN, REPO, LiveService, state_dir
 
-FUZZ_SECONDS = 30
+FUZZ_SECONDS = 25
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 # One tier without a rate limit, so the run spends its time on the routes rather than on 429s.
 TIERS = """\
@@ -74,7 +74,7 @@ def test_classifier_openapi_has_no_failures(
     redis_server: EmbeddedRedis, sentiment_preset: str, fuzz_tiers: Path
 ) -> None:
     for service in _serve(sentiment_preset, redis_server, fuzz_tiers):
-        assert _fuzz(service) >= 200  # ~1,000 cases in 30 s on an idle machine
+        assert _fuzz(service) >= 200  # ~1,000 cases in 30 s at load 12
 
 
 def test_llm_openapi_has_no_failures(redis_server: EmbeddedRedis, fuzz_tiers: Path) -> None:
