@@ -6,8 +6,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from service.errors import ConfigError
+from service.metrics import DEFAULT_LATENCY_BUCKETS, Metrics
 from service.settings import Settings, mask_url
 
 TOKEN = "admin-token-0123456789-SECRET"
@@ -135,3 +137,15 @@ def test_engine_is_builtin_unless_chosen(tmp_path: Path) -> None:
     assert Settings.from_env({**base, "AIM_ENGINE": "vllm"}).engine == "vllm"
     with pytest.raises(ConfigError, match=r"AIM_ENGINE='tgi' is not an engine; choose one of builtin, vllm"):
         Settings.from_env({**base, "AIM_ENGINE": "tgi"})
+
+
+def test_latency_buckets_reach_the_metrics(tmp_path: Path) -> None:
+    env = {"AIM_STATE_DIR": str(tmp_path)}
+    assert Settings.from_env(env).latency_buckets is None
+    s = Settings.from_env({**env, "AIM_LATENCY_BUCKETS": "0.05, 0.5,5"})
+    assert s.latency_buckets == (0.05, 0.5, 5.0)
+    assert Metrics(CollectorRegistry(), s.latency_buckets).latency_buckets == (0.05, 0.5, 5.0)
+    assert Metrics(CollectorRegistry(), None).latency_buckets == DEFAULT_LATENCY_BUCKETS
+    for bad in ("0.5,0.1", "fast", "0,1", ","):
+        with pytest.raises(ConfigError, match="AIM_LATENCY_BUCKETS"):
+            Settings.from_env({**env, "AIM_LATENCY_BUCKETS": bad})
