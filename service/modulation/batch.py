@@ -65,6 +65,8 @@ class ModulationBatch:
     focus_rows: (F,) int64 rows with focus, or None.
     focus_ids: (F, K) int64 target classes, padded with 0.
     focus_scale: (F, K) float32 signed σ_f per target (0 for padding).
+    weights: (B, M) float32 unit-norm weights of the M components (`semantic.feature_weights`), or None for
+        equal weights 1 / sqrt(M).
     """
 
     size: int
@@ -75,6 +77,7 @@ class ModulationBatch:
     focus_rows: torch.Tensor | None
     focus_ids: torch.Tensor | None
     focus_scale: torch.Tensor | None
+    weights: torch.Tensor | None = None
 
     @classmethod
     def build(
@@ -83,11 +86,13 @@ class ModulationBatch:
         num_classes: int,
         device: torch.device | str = "cpu",
         codes: torch.Tensor | None = None,
+        weights: torch.Tensor | None = None,
     ) -> ModulationBatch:
         """Batch tensors for ``rows``; raises ValueError when a focus id is not below ``num_classes``.
 
         ``codes``: (B, L) int32 semantic bucket codes of the rows' inputs (`semantic.bucket_codes`), or None
-        to key each row's noise by its row key alone.
+        to key each row's noise by its row key alone. ``weights``: (B, L) unit-norm component weights
+        (`semantic.feature_weights`, with ``codes = semantic.component_codes``); None = 1 / sqrt(L) each.
         """
         for spec in rows:
             bad = [i for i in spec.focus_ids if i >= num_classes]
@@ -101,6 +106,8 @@ class ModulationBatch:
             keys = mixture_keys(keys, codes.to(device=device, dtype=torch.int32))
         else:
             keys = keys[:, None, :]
+        if weights is not None and (codes is None or weights.shape != codes.shape):
+            raise ValueError("weights need codes of the same (B, L) shape")
         util = [i for i, r in enumerate(rows) if r.sigma > 0.0]
         focus = [i for i, r in enumerate(rows) if r.has_focus]
         u_rows = u_sigma = f_rows = f_ids = f_scale = None
@@ -127,6 +134,7 @@ class ModulationBatch:
             focus_rows=f_rows,
             focus_ids=f_ids,
             focus_scale=f_scale,
+            weights=None if weights is None else weights.to(device=device, dtype=torch.float32),
         )
 
     @property

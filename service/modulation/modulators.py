@@ -70,12 +70,16 @@ def _positions(position: Position, size: int, device: torch.device) -> torch.Ten
 
 
 def _component_noise(
-    keys: torch.Tensor, pos: torch.Tensor | None, stream: int, index: torch.Tensor
+    keys: torch.Tensor,
+    pos: torch.Tensor | None,
+    stream: int,
+    index: torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(R, N) float32 N(0, 1) noise of rows with component keys (R, M, 2) at element ``index``.
 
-    ``index``: (N,) shared or (R, N) per row. With M > 1 the noise is (1 / sqrt(M)) * the sum of the M
-    components' draws: still exactly N(0, 1) per element for a fixed row.
+    ``index``: (N,) shared or (R, N) per row. With M > 1 the noise is sum_m weight_m * draw_m with unit-norm
+    weights (R, M) (None: 1 / sqrt(M) each): still exactly N(0, 1) per element for a fixed row.
     """
     rows, comps = keys.shape[0], keys.shape[1]
     if comps == 1:
@@ -83,7 +87,9 @@ def _component_noise(
     flat_pos = None if pos is None else pos.repeat_interleave(comps)
     flat_index = index if index.dim() == 1 else index.repeat_interleave(comps, dim=0)
     draws = keyed_normal(derive_stream_keys(keys.reshape(-1, 2), stream, flat_pos), flat_index)
-    return draws.view(rows, comps, -1).sum(dim=1).mul_(comps**-0.5)
+    if weights is None:
+        return draws.view(rows, comps, -1).sum(dim=1).mul_(comps**-0.5)
+    return torch.bmm(weights[:, None, :], draws.view(rows, comps, -1)).squeeze(1)
 
 
 def _add_utility_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor | None) -> None:
@@ -94,10 +100,12 @@ def _add_utility_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor |
     flat = out.view(out.shape[0], -1)
     index = torch.arange(flat.shape[1], dtype=torch.int32, device=out.device)
     if batch.utility_all:
-        flat.add_(_component_noise(batch.keys, pos, UTILITY_STREAM, index).mul_(sigma[:, None]))
+        noise = _component_noise(batch.keys, pos, UTILITY_STREAM, index, batch.weights)
+        flat.add_(noise.mul_(sigma[:, None]))
         return
     sub_pos = None if pos is None else pos.index_select(0, rows)
-    noise = _component_noise(batch.keys.index_select(0, rows), sub_pos, UTILITY_STREAM, index)
+    weights = None if batch.weights is None else batch.weights.index_select(0, rows)
+    noise = _component_noise(batch.keys.index_select(0, rows), sub_pos, UTILITY_STREAM, index, weights)
     flat.index_add_(0, rows, noise.mul_(sigma[:, None]))
 
 
@@ -116,6 +124,7 @@ def _add_focus_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor | N
     sub_pos = None if pos is None else pos.index_select(0, rows)
     element = (ids[:, :, None] * pixels + pixel).to(torch.int32)  # (F, K, P) flat index c*P + p
     keys = batch.keys.index_select(0, rows)
-    noise = _component_noise(keys, sub_pos, FOCUS_STREAM, element.view(len(rows), -1))
+    weights = None if batch.weights is None else batch.weights.index_select(0, rows)
+    noise = _component_noise(keys, sub_pos, FOCUS_STREAM, element.view(len(rows), -1), weights)
     noise = noise.abs_().view(element.shape).mul_(scale[:, :, None])
     view.index_put_((rows[:, None, None], ids[:, :, None], pixel), noise, accumulate=True)

@@ -12,6 +12,13 @@ exactly N(0, 1) per element (a normalised sum of L independent standard normals)
 correlation (number of tables where they share a bucket) / L, which degrades gracefully with distance
 instead of jumping from 1 to 0.
 
+For classifiers (few classes, so M draws per row are cheap) a smoother mixture does better: random
+features (`feature_weights`), noise = sum_m weight_m(f) z(key_m) with M component keys shared by the tier
+and unit-norm weights cos(w_m . f / lengthscale + phi_m) / norm; two inputs' draws then correlate by about
+exp(-d^2 / (2 lengthscale^2)), which stays near 1 for small feature distances d where a hash table's
+collision probability already falls linearly. Segmentation and generation (C*H*W or V noise elements per
+row) use L = 4 hash tables.
+
 Each table is an E2LSH (p-stable) hash of the unit-normalised features: ``bits`` projections
 floor((w_j . f + b_j) / width) with w_j ~ N(0, I), b_j ~ U(0, width), all keyed by the projection key (from
 the server secret), so the buckets are unknowable without the secret. Collision probability per table falls
@@ -24,6 +31,7 @@ so that two tiers never share a draw. Everything here is pure torch and determin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -52,9 +60,27 @@ class Resolution:
             raise ValueError(f"Resolution.width must be a positive number, got {self.width!r}")
 
 
-# Chosen by measurement (bench/voting.py, bench/results/voting.json): variants of one input collide in
-# most tables, unrelated inputs in almost none.
-CLASSIFIER_RESOLUTION = Resolution(tables=16, bits=4, width=1.0)
+@dataclass(frozen=True, slots=True)
+class Smoothness:
+    """Random-feature keying: ``components`` M keyed draws mixed with weights that vary smoothly with the
+    unit-normalised features; two inputs' draws correlate by about exp(-d^2 / (2 lengthscale^2)) at
+    feature distance d (flat near 0, unlike a hash bucket). Checked at construction."""
+
+    components: int
+    lengthscale: float
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.components <= 4096:
+            raise ValueError(f"Smoothness.components must be in [2, 4096], got {self.components!r}")
+        if not 0.0 < self.lengthscale < 1e6:
+            raise ValueError(f"Smoothness.lengthscale must be a positive number, got {self.lengthscale!r}")
+
+
+# Chosen by measurement (bench/voting.py, bench/results/voting.json): variants of one input share most of
+# the draw, unrelated inputs almost none. Classifiers (few classes: M draws per row are cheap) use random
+# features; segmentation and generation (C*H*W or V elements per row) use a few hash tables.
+CLASSIFIER_SMOOTHNESS = Smoothness(components=128, lengthscale=0.25)
+SEGMENTATION_RESOLUTION = Resolution(tables=4, bits=4, width=1.0)
 GENERATION_RESOLUTION = Resolution(tables=4, bits=4, width=1.0)
 PROMPT_TOP_K = 64
 
@@ -94,6 +120,29 @@ def bucket_codes(features: torch.Tensor, proj_key: RowKey, res: Resolution) -> t
     offset = _offsets(keys, res.width)
     buckets = torch.floor((f @ omega.T + offset.T) / res.width).to(torch.int32)  # (B, J)
     return _combine(buckets.view(-1, res.tables, res.bits))
+
+
+def feature_weights(features: torch.Tensor, proj_key: RowKey, smooth: Smoothness) -> torch.Tensor:
+    """(B, M) float32 unit-norm mixture weights: cos(w_m . f / lengthscale + phi_m), normalised per row.
+
+    With component m keyed by (tier, m) for every row (``codes = component_codes``), a row's noise
+    sum_m weight_m z_m is exactly N(0, 1) per element, and two rows' draws correlate by the dot product of
+    their weights, about exp(-||f - f'||^2 / (2 lengthscale^2)) for unit-normalised features f, f'.
+    """
+    f = features.float()
+    f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    keys = _projection_keys(proj_key, smooth.components, f.device)
+    omega = keyed_normal(keys, torch.arange(f.shape[1], dtype=torch.int32, device=f.device))  # (M, D)
+    phase = _offsets(keys, 2.0 * math.pi)  # (M, 1)
+    a = torch.cos(f @ omega.T / smooth.lengthscale + phase.T)
+    weights: torch.Tensor = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return weights
+
+
+def component_codes(rows: int, smooth: Smoothness, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(rows, M) int32 0..M-1: the component index as the code, so component m's draw is shared by all
+    rows of a tier and only the weights depend on the input."""
+    return torch.arange(smooth.components, dtype=torch.int32, device=device).expand(rows, -1)
 
 
 def sparse_bucket_codes(

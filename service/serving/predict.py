@@ -18,7 +18,13 @@ import torch
 
 from service.models import upsample
 from service.modulation import ModulationBatch, RowKey, RowSpec, modulate
-from service.modulation.semantic import CLASSIFIER_RESOLUTION, bucket_codes
+from service.modulation.semantic import (
+    CLASSIFIER_SMOOTHNESS,
+    SEGMENTATION_RESOLUTION,
+    bucket_codes,
+    component_codes,
+    feature_weights,
+)
 
 
 class ItemLike(Protocol):
@@ -74,11 +80,21 @@ class SegResult:
         return int(self.mask.numel())
 
 
-def _codes(specs: Sequence[RowSpec], features: torch.Tensor, projection: RowKey) -> torch.Tensor | None:
-    """The rows' semantic codes, or None when no row is modulated (premium pays nothing for them)."""
-    if not any(s.sigma > 0.0 or s.has_focus for s in specs):
-        return None
-    return bucket_codes(features, projection, CLASSIFIER_RESOLUTION)
+def _needs_noise(specs: Sequence[RowSpec]) -> bool:
+    """False when no row is modulated: premium pays nothing for the semantic keys."""
+    return any(s.sigma > 0.0 or s.has_focus for s in specs)
+
+
+def modulate_rows(
+    logits: torch.Tensor, features: torch.Tensor, specs: Sequence[RowSpec], projection: RowKey
+) -> torch.Tensor:
+    """(B, C) float32 classification logits as served: each row modulated with its spec, its noise a
+    random-feature mixture weighted by the row's features (`semantic.feature_weights`)."""
+    if not _needs_noise(specs):
+        return modulate(logits, ModulationBatch.build(specs, logits.shape[1], logits.device))
+    codes = component_codes(len(specs), CLASSIFIER_SMOOTHNESS, logits.device)
+    weights = feature_weights(features, projection, CLASSIFIER_SMOOTHNESS)
+    return modulate(logits, ModulationBatch.build(specs, logits.shape[1], logits.device, codes, weights))
 
 
 def classify_batch(model: LogitsModel, rows: list[Row], projection: RowKey) -> list[ClassResult]:
@@ -87,9 +103,7 @@ def classify_batch(model: LogitsModel, rows: list[Row], projection: RowKey) -> l
     ``projection``: the semantic hash's projection key (`derive_projection_key` of the server secret).
     """
     logits, features = model.forward_features([r.item for r in rows])
-    specs = [r.spec for r in rows]
-    batch = ModulationBatch.build(specs, logits.shape[1], logits.device, _codes(specs, features, projection))
-    modulated = modulate(logits, batch)
+    modulated = modulate_rows(logits, features, [r.spec for r in rows], projection)
     k = min(max(r.top_k for r in rows), logits.shape[1])
     probs, idx = modulated.softmax(dim=-1).topk(k, dim=-1)
     clean = logits.argmax(dim=-1).tolist()
@@ -115,7 +129,9 @@ def segment_batch(model: LogitsModel, rows: list[Row], projection: RowKey) -> li
         index = torch.tensor(members, device=logits.device)
         full = upsample(logits.index_select(0, index), size)
         specs = [rows[i].spec for i in members]
-        codes = _codes(specs, features.index_select(0, index), projection)
+        codes = None
+        if _needs_noise(specs):
+            codes = bucket_codes(features.index_select(0, index), projection, SEGMENTATION_RESOLUTION)
         batch = ModulationBatch.build(specs, full.shape[1], full.device, codes)
         masks = modulate(full, batch).argmax(dim=1)
         agree = (masks == full.argmax(dim=1)).flatten(1).sum(dim=1).tolist()

@@ -16,7 +16,10 @@ from service.modulation.keys import derive_projection_key, derive_tier_key
 from service.modulation.semantic import (
     GENERATION_RESOLUTION,
     Resolution,
+    Smoothness,
     bucket_codes,
+    component_codes,
+    feature_weights,
     prompt_codes,
     sparse_bucket_codes,
 )
@@ -53,6 +56,36 @@ def test_tiers_never_share_a_draw() -> None:
     z = torch.cat([_noise(codes, derive_tier_key(secret, t)) for t in ("free", "standard")])
     assert abs(torch.corrcoef(z)[0, 1].item()) < 5 / math.sqrt(N)
     assert derive_tier_key(secret, "free") == FREE  # no tenant, no input: one base key per tier
+
+
+SMOOTH = Smoothness(components=64, lengthscale=0.25)
+
+
+def test_random_feature_mixture_is_standard_normal_and_correlates_by_the_weights() -> None:
+    g = torch.Generator().manual_seed(3)
+    f = torch.nn.functional.normalize(torch.randn(2, 32, generator=g), dim=1)
+    f = torch.stack((f[0], torch.nn.functional.normalize(f[0] + 0.3 * f[1], dim=0)))  # distance ~0.3
+    w = feature_weights(f, PROJECTION, SMOOTH)
+    assert torch.allclose(w.norm(dim=1), torch.ones(2))
+    specs = [RowSpec(1.0, FREE)] * 2
+    batch = ModulationBatch.build(specs, N, "cpu", component_codes(2, SMOOTH), w)
+    z = modulate(torch.zeros(2, N), batch).double()
+    assert (z.var(dim=1) - 1).abs().max() < 5 * math.sqrt(2 / N)
+    expected = float(w[0] @ w[1])
+    assert 0.2 < expected < 0.95  # neither independent nor identical at this distance
+    assert abs(torch.corrcoef(z)[0, 1].item() - expected) < 5 / math.sqrt(N)
+
+
+def test_random_feature_weights_are_smooth_in_the_features() -> None:
+    g = torch.Generator().manual_seed(4)
+    base = torch.nn.functional.normalize(torch.randn(100, 64, generator=g), dim=1)
+    near = torch.nn.functional.normalize(base + 0.004 * torch.randn(100, 64, generator=g), dim=1)  # d ~0.03
+    far = torch.nn.functional.normalize(torch.randn(100, 64, generator=g), dim=1)
+    w = feature_weights(base, PROJECTION, SMOOTH)
+    assert (feature_weights(near, PROJECTION, SMOOTH) * w).sum(1).mean() > 0.97  # exp(-0.03^2 / 0.125)
+    assert (feature_weights(far, PROJECTION, SMOOTH) * w).sum(1).abs().mean() < 0.2  # about 1 / sqrt(M)
+    # Only directions count, and a row's weights do not depend on its batch (to float rounding).
+    assert torch.allclose(feature_weights(base[3:4] * 4.0, PROJECTION, SMOOTH)[0], w[3], atol=1e-6)
 
 
 def test_codes_are_deterministic_and_independent_of_batch_company() -> None:
@@ -106,3 +139,10 @@ def test_resolution_names_the_bad_setting(field: str, kwargs: dict[str, float]) 
     settings = {"tables": 4, "bits": 2, "width": 1.0, **kwargs}
     with pytest.raises(ValueError, match=f"Resolution.{field}"):
         Resolution(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("field", "value"), [("components", 1), ("lengthscale", -1.0)])
+def test_smoothness_names_the_bad_setting(field: str, value: float) -> None:
+    settings: dict[str, float] = {"components": 8, "lengthscale": 0.5, field: value}
+    with pytest.raises(ValueError, match=f"Smoothness.{field}"):
+        Smoothness(**settings)  # type: ignore[arg-type]
