@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,14 +39,13 @@ from typing import Any
 import httpx
 
 from bench.common import write
+from bench.fault_load import ADMIN, Tally, admin_writer, classify_client, settle_writes
 from service.store import EmbeddedRedis
 from service.store.embedded import free_port
 
 MODEL = "minilm-sentiment"
 CLIENTS = 8
-THINK_S = 0.05  # each client's pause between requests
 HANG_S, DOWN_S, RECOVER_S, BASELINE_S = 5.0, 3.0, 4.0, 5.0
-ADMIN = "bench-admin-token-0123456789"
 METRICS = "bench-metrics-token-0123456789"
 SECRET = "bench-secret-0123456789abcdef"
 TIERS = (
@@ -96,89 +94,6 @@ class Replica:
         raise TimeoutError(f"replica {self.name} not ready")
 
 
-class Tally:
-    """Outcomes per phase; ``phase`` is switched by the scenario while the clients run."""
-
-    def __init__(self) -> None:
-        self.phase = "warmup"
-        self.counts: dict[str, Counter[str]] = {}
-        self.latency: dict[str, list[float]] = {}
-
-    def add(self, outcome: str, seconds: float) -> None:
-        self.counts.setdefault(self.phase, Counter())[outcome] += 1
-        if outcome.startswith("served"):
-            self.latency.setdefault(self.phase, []).append(seconds)
-
-
-def outcome(response: httpx.Response | None) -> str:
-    if response is None:
-        return "failed"
-    if response.is_success:
-        return "served"
-    if response.status_code in (429, 503) and "Retry-After" in response.headers:
-        return "refused"
-    return "failed"
-
-
-async def classify_client(
-    i: int,
-    http: httpx.AsyncClient,
-    replicas: list[Replica],
-    keys: list[str],
-    tally: Tally,
-    stop: asyncio.Event,
-) -> None:
-    n = i
-    while not stop.is_set():
-        n += 1
-        key = keys[n % len(keys)]
-        start = time.perf_counter()
-        response, failover = None, False
-        for attempt in (0, 1):  # a refused connection (never reached a replica) goes to the other one
-            try:
-                response = await http.post(
-                    f"{replicas[(n + attempt) % 2].url}/v1/classify",
-                    json={"inputs": [f"review {n % 50}: quite good"]},
-                    headers={"Authorization": f"Bearer {key}"},
-                )
-                break
-            except httpx.ConnectError:
-                failover = True
-            except httpx.HTTPError:
-                break  # sent, then cut or timed out: failed, not retried (it may have run)
-        result = outcome(response)
-        tally.add(
-            result + ("_after_failover" if failover and result == "served" else ""),
-            time.perf_counter() - start,
-        )
-        await asyncio.sleep(THINK_S)
-
-
-async def admin_writer(
-    http: httpx.AsyncClient, replicas: list[Replica], writes: dict[str, Any], stop: asyncio.Event
-) -> None:
-    n = 0
-    while not stop.is_set():
-        n += 1
-        key = str(uuid.uuid4())
-        response = None
-        with contextlib.suppress(httpx.HTTPError):
-            response = await http.post(
-                f"{replicas[n % 2].url}/admin/tenants",
-                json={"name": f"w{n}", "tier": "premium"},
-                headers={"Authorization": f"Bearer {ADMIN}", "Idempotency-Key": key},
-            )
-        code = "no answer" if response is None else str(response.status_code)
-        if response is not None and response.status_code == 503:
-            code += " " + response.json()["error"]["code"]
-        writes["answers"][code] += 1
-        if response is not None and response.status_code == 201:
-            writes["acknowledged"][key] = response.json()["tenant"]["id"]
-        elif code != "503 dependency_unavailable":  # maybe applied: retried with the same key at the end
-            writes["pending"][key] = f"w{n}"
-        await asyncio.sleep(0.5)
-
-
 @contextlib.contextmanager
 def stopped(pid: int) -> Iterator[None]:
     os.kill(pid, signal.SIGSTOP)
@@ -213,30 +128,6 @@ async def scenario(
     return timings
 
 
-async def settle_writes(http: httpx.AsyncClient, replica: Replica, writes: dict[str, Any]) -> dict[str, int]:
-    """Retry every ambiguous create with its own key, then check that every acknowledged one exists."""
-    headers = {"Authorization": f"Bearer {ADMIN}"}
-    for key, name in writes["pending"].items():
-        r = await http.post(
-            f"{replica.url}/admin/tenants",
-            json={"name": name, "tier": "premium"},
-            headers={**headers, "Idempotency-Key": key},
-        )
-        if r.status_code == 201:
-            writes["acknowledged"][key] = r.json()["tenant"]["id"]
-    tenants = (await http.get(f"{replica.url}/admin/tenants", headers=headers)).json()["tenants"]
-    present = {t["id"] for t in tenants}
-    names = Counter(t["name"] for t in tenants)
-    acknowledged = set(writes["acknowledged"].values())
-    return {
-        "attempted": sum(writes["answers"].values()),
-        "acknowledged": len(acknowledged),
-        "retried_with_same_key": len(writes["pending"]),
-        "lost": len(acknowledged - present),
-        "duplicated": sum(1 for name, n in names.items() if name.startswith("w") and n > 1),
-    }
-
-
 async def run(work: Path) -> dict[str, Any]:
     redis = EmbeddedRedis(work / "redis")
     redis.start()
@@ -244,6 +135,7 @@ async def run(work: Path) -> dict[str, Any]:
     tiers.write_text(TIERS)
     state = Path(os.environ.get("AIM_STATE_DIR", ".aimserve")).resolve()
     replicas = [Replica(name, redis.url, tiers, state) for name in "ab"]
+    urls = [r.url for r in replicas]
     tally, stop = Tally(), asyncio.Event()
     writes: dict[str, Any] = {"answers": Counter(), "acknowledged": {}, "pending": {}}
     limits = httpx.Limits(max_connections=64)
@@ -262,15 +154,14 @@ async def run(work: Path) -> dict[str, Any]:
                 )
                 keys.append(r.json()["api_key"])
             tasks = [
-                asyncio.create_task(classify_client(i, http, replicas, keys, tally, stop))
-                for i in range(CLIENTS)
+                asyncio.create_task(classify_client(i, http, urls, keys, tally, stop)) for i in range(CLIENTS)
             ]
-            tasks.append(asyncio.create_task(admin_writer(http, replicas, writes, stop)))
+            tasks.append(asyncio.create_task(admin_writer(http, urls, writes, stop)))
             await asyncio.sleep(2.0)  # warm-up: every tenant resolved once on both replicas
             timings = await scenario(redis, replicas, http, tally)
             stop.set()
             await asyncio.gather(*tasks)
-            write_outcomes = await settle_writes(http, replicas[0], writes)
+            write_outcomes = await settle_writes(http, urls[0], writes)
     finally:
         for r in replicas:
             r.stop()

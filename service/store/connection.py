@@ -82,3 +82,15 @@ def outcome_unknown(what: str, idempotent: bool) -> Unavailable:
         code="outcome_unknown",
         retry_after=1,
     )
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True when the failure happened before anything was sent (connection refused, no socket file)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError | FileNotFoundError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

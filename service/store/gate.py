@@ -48,6 +48,7 @@ from service.store.connection import (
     REDIS_ERRORS,
     RESERVED_CONNECTIONS,
     make_redis,
+    never_sent,
 )
 
 log = logging.getLogger(__name__)
@@ -166,7 +167,7 @@ class RedisGate:
             self.busy_count += 1
             raise RedisUnavailable("the Redis connection pool is full", busy=True) from None
         except OUTAGE_ERRORS as exc:
-            sent = not _refused(exc)
+            sent = not never_sent(exc)
             if self._last_answer > started:  # Redis answered another call meanwhile: we were slow
                 self.busy_count += 1
                 raise RedisUnavailable(
@@ -217,7 +218,7 @@ class RedisGate:
         """Record an outage error; opens the breaker (logged once, background probe started) on a refused
         connection or the ``failure_threshold``-th failure in a row."""
         self._failures += 1
-        if self.down_since is not None or (self._failures < self.failure_threshold and not _refused(exc)):
+        if self.down_since is not None or (self._failures < self.failure_threshold and not never_sent(exc)):
             return
         self.down_since = time.monotonic()
         self.openings += 1
@@ -244,15 +245,3 @@ class RedisGate:
             except REDIS_ERRORS:
                 continue
             self.ok()
-
-
-def _refused(exc: BaseException) -> bool:
-    """True when the failure happened before anything was sent (connection refused, no socket file)."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            return False
-        if isinstance(seen, ConnectionRefusedError | FileNotFoundError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
