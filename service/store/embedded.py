@@ -6,9 +6,10 @@ to a 0600 config file, never on the command line), and persists to an append-onl
 ``data_dir`` with ``appendfsync everysec``: Redis normally writes each change to the AOF before it
 replies, so an acknowledged write survives a crash of Redis or of this process; but while a previous
 fsync is still running (a slow, contended disk) Redis postpones that write for up to 2 s and replies
-anyway, so a crash then, or an OS crash or power loss at any time, can lose up to about 2 s. ``stop()`` then ``start()`` reuses the port, password and data, which is how tests
-simulate an outage. A lock file makes one owner per data directory; a server orphaned by a killed owner
-is stopped on the next start.
+anyway, so a crash then, or an OS crash or power loss at any time, can lose up to about 2 s.
+``stop()`` then ``start()`` reuses the port, password and data, which is how tests simulate an outage.
+A lock file makes one owner per data directory; a server orphaned by a killed owner is stopped on the
+next start.
 """
 
 from __future__ import annotations
