@@ -62,6 +62,20 @@ def test_tenant_whose_tier_disappears_falls_back_to_default(
         tiers_file.write_text(tiers_file.read_text().replace("  standard:", "  renamed:"))
         with service.client(key) as c:
             assert wait_for(lambda: c.get("/v1/me").json()["tier"] == "free")
+        # Removing tiny (5/min) would serve its tenants as free (600/min): refused, logged and counted.
+        text = tiers_file.read_text()
+        tiers_file.write_text(text[: text.index("  tiny:")])
+        with service.admin() as a:
+            r = a.post("/admin/tiers/reload")
+            assert r.status_code == 400 and r.json()["error"]["code"] == "tiers_refused"
+            assert "'tiny'" in r.json()["error"]["message"]
+            assert "tiny" in a.get("/admin/tiers").json()["tiers"]
+        (refused,) = [
+            float(line.rsplit(" ", 1)[1])
+            for line in service.metrics().splitlines()
+            if line.startswith('aim_tier_reloads_total{status="refused"}')
+        ]
+        assert refused >= 1  # the admin reload, and the watcher's own once the file settled
     finally:
         service.stop()
 
