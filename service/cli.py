@@ -14,11 +14,10 @@ from service.errors import AimError
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from service.api.app import create_app
     from service.api.components import Components, start_components
     from service.api.demo import ensure_demo_tenants
+    from service.api.server import serve
     from service.settings import Settings, parse_engine
 
     settings = Settings.from_env()
@@ -34,7 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
         return components
 
     app = create_app(factory, max_body_bytes=settings.max_body_bytes)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=20)
+    serve(app, host=args.host, port=args.port, log_level=args.log_level, grace_s=settings.shutdown_grace_s)
     return 0
 
 

@@ -89,3 +89,10 @@ class ConfigError(AimError):
 
     status = 500
     code = "config_error"
+
+
+class ClientGone(AimError):
+    """499 (nginx's "client closed request"): the client disconnected before its answer; nobody reads it."""
+
+    status = 499
+    code = "client_closed_request"

@@ -20,6 +20,13 @@ Variables (the contract's five, then serving knobs):
   `service.metrics.DEFAULT_LATENCY_BUCKETS`).
 - ``AIM_ENGINE``: the text-generation engine, ``builtin`` (transformers in this process, the default) or
   ``vllm`` (a vLLM server; see docs/deployment.md); ``aimserve serve --engine`` overrides it.
+  tenants are served while Redis is down, default 60 s).
+- Scheduling and admission: ``AIM_TENANT_MAX_ROWS`` (one tenant's inputs queued or running at once, and
+  so the most inputs one request may have, default 64), ``AIM_MAX_REQUEST_TOKENS`` (a text request's
+  total tokens after truncation, default 4096), ``AIM_MAX_REQUEST_PIXELS`` (an image request's total
+  pixels, default 4096 x 4096), ``AIM_MAX_QUEUE_WAIT_S`` (a request whose expected queue wait exceeds
+  this is refused at once with 503, default 2 s), ``AIM_SHUTDOWN_GRACE_S`` (after SIGTERM, how long
+  running requests and streams may finish before they end with ``shutting_down``, default 20 s).
 
 Every problem raises :class:`ConfigError` naming the variable and the bad value; the values of
 ``AIM_SECRET``, ``AIM_ADMIN_TOKEN`` and ``AIM_METRICS_TOKEN`` are never echoed, and ``repr`` shows only
@@ -72,6 +79,11 @@ class Settings:
     redis_pool_size: int = DEFAULT_SLOTS
     redis_pool_wait_s: float = DEFAULT_SLOT_WAIT_S
     latency_buckets: tuple[float, ...] | None = None  # None: the metrics' defaults
+    tenant_max_rows: int = 64
+    max_request_tokens: int = 4096
+    max_request_pixels: int = 4096 * 4096
+    max_queue_wait_s: float = 2.0
+    shutdown_grace_s: float = 20.0
 
     def __repr__(self) -> str:
         # Only the presence of a secret is shown; a Redis URL can hold a password, so it is masked too.
@@ -85,6 +97,9 @@ class Settings:
             f"redis_pool_size={self.redis_pool_size}, redis_pool_wait_s={self.redis_pool_wait_s}, "
             f"latency_buckets={self.latency_buckets}, "
             f"engine={self.engine!r})"
+            f"redis_grace_s={self.redis_grace_s}, tenant_max_rows={self.tenant_max_rows}, "
+            f"max_request_tokens={self.max_request_tokens}, max_request_pixels={self.max_request_pixels}, "
+            f"max_queue_wait_s={self.max_queue_wait_s}, shutdown_grace_s={self.shutdown_grace_s})"
         )
 
     __str__ = __repr__
@@ -127,6 +142,11 @@ class Settings:
             / 1000,
             engine=parse_engine(_opt(env, "AIM_ENGINE") or "builtin", "AIM_ENGINE"),
             latency_buckets=_buckets(env, "AIM_LATENCY_BUCKETS"),
+            tenant_max_rows=_int(env, "AIM_TENANT_MAX_ROWS", 64, lo=1, hi=1_000_000),
+            max_request_tokens=_int(env, "AIM_MAX_REQUEST_TOKENS", 4096, lo=1, hi=1 << 30),
+            max_request_pixels=_int(env, "AIM_MAX_REQUEST_PIXELS", 4096 * 4096, lo=1, hi=1 << 40),
+            max_queue_wait_s=_float(env, "AIM_MAX_QUEUE_WAIT_S", 2.0, lo=0.001, hi=3600.0),
+            shutdown_grace_s=_float(env, "AIM_SHUTDOWN_GRACE_S", 20.0, lo=0.0, hi=3600.0),
         )
 
 

@@ -99,7 +99,7 @@ class LiveService:
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=60.0, **kwargs)
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 60.0, **kwargs})
 
     def admin(self) -> httpx.Client:
         return self.client(ADMIN_TOKEN)

@@ -17,6 +17,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from service.api.admission import budget_for
 from service.api.policy import FocusResolver, label_resolver
 from service.api.records import RequestRecords
 from service.errors import ConfigError
@@ -65,6 +66,15 @@ class Components:
     async def reload_tiers(self) -> None:
         """Reload tiers.yaml now; an invalid file raises BadInput and leaves the tiers in force."""
         await asyncio.to_thread(self.tiers.reload_or_raise)
+
+    async def end_streams_after(self, grace_s: float) -> None:
+        """After SIGTERM: give running requests ``grace_s`` seconds, then end every generation still
+        running with a final ``shutting_down`` error event (classification waits are bounded by
+        ``AIM_MAX_QUEUE_WAIT_S`` and need no such step)."""
+        await asyncio.sleep(grace_s)
+        if self.generator is not None:
+            log.warning("shutdown grace of %g s is over: ending the streams still running", grace_s)
+            self.generator.end_all()
 
     async def aclose(self) -> None:
         await self._stack.aclose()
@@ -224,6 +234,10 @@ async def _start_engine(c: Components) -> None:
         max_wait_s=s.max_wait_ms / 1000,
         max_queue=s.queue_size,
         on_batch=on_batch(c.metrics, model.task),
+        max_tenant_rows=s.tenant_max_rows,
+        # One batch costs at most what one request may cost, so a premium row waits at most one such batch.
+        max_batch_cost=budget_for(s, model.task).limit,
+        max_queue_wait_s=s.max_queue_wait_s,
     )
     await c.batcher.start()
     c._stack.push_async_callback(c.batcher.stop)

@@ -60,7 +60,14 @@ def build_request(
     spec = row_spec(c.settings.secret, caller.tier.name, caller.tier.sigma, caller.focus)
     projection = derive_projection_key(c.settings.secret)
     return GenerationRequest(
-        prompt_ids, d.max_new_tokens, spec, d.temperature, d.top_p, tuple(d.stop), projection
+        prompt_ids,
+        d.max_new_tokens,
+        spec,
+        d.temperature,
+        d.top_p,
+        tuple(d.stop),
+        projection,
+        priority=caller.tier.priority,
     )
 
 

@@ -46,13 +46,21 @@ class FocusPolicy(BaseModel):
         return self
 
 
+MAX_PRIORITY = 100
+
+
 class TierSpec(BaseModel):
-    """One tier as written: exactly one of ``sigma`` (≥ 0) or ``target_fidelity`` (in (0, 1])."""
+    """One tier as written: exactly one of ``sigma`` (≥ 0) or ``target_fidelity`` (in (0, 1]).
+
+    ``priority`` (0..100, default 0): requests of a higher priority are scheduled before those of a lower
+    one, in the classification queue and for admission into the generation batch.
+    """
 
     model_config = _STRICT
 
     sigma: float | None = Field(default=None, ge=0.0)
     target_fidelity: float | None = Field(default=None, gt=0.0, le=1.0)
+    priority: int = Field(default=0, ge=0, le=MAX_PRIORITY)
     rate_limit: RateLimitSpec | None = None
     focus: FocusPolicy = FocusPolicy()
 
@@ -95,9 +103,11 @@ class Tier(BaseModel):
     target_fidelity: float | None
     rate_limit: RateLimitSpec | None
     focus: FocusPolicy
+    priority: int = 0
 
     def as_json(self) -> dict[str, Any]:
-        """``{"sigma", "target_fidelity", "rate_limit": {"requests_per_minute"} | None, "focus"}``."""
+        """``{"sigma", "target_fidelity", "rate_limit": {"requests_per_minute"} | None, "focus",
+        "priority"}``."""
         return self.model_dump(mode="json", exclude={"name"})
 
 
@@ -176,4 +186,5 @@ def _resolve(name: str, spec: TierSpec, solver: SigmaSolver, source: str) -> Tie
         target_fidelity=spec.target_fidelity,
         rate_limit=spec.rate_limit,
         focus=spec.focus,
+        priority=spec.priority,
     )

@@ -16,10 +16,12 @@ default_tier: free
 tiers:
   premium:
     sigma: 0.0
+    priority: 2
     rate_limit: {requests_per_minute: 600}
     focus: {allowed: true, max_strength: 3.0}
   standard:
     sigma: 1.0
+    priority: 1
     focus: {allowed: true, max_strength: 1.5}
   free:
     sigma: 4.0

@@ -40,7 +40,9 @@ def test_the_repository_tiers_file_has_the_contract_tiers_as_fidelity_targets() 
         "target_fidelity": 0.7,
         "rate_limit": {"requests_per_minute": 30},
         "focus": {"allowed": False, "max_strength": 0.0},
+        "priority": 0,
     }
+    assert (premium.priority, standard.priority, free.priority) == (2, 1, 0)
 
 
 def _const(sigma: float) -> Callable[[float], float]:

@@ -6,15 +6,16 @@ import asyncio
 import base64
 import binascii
 import io
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 import torch
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from PIL import Image
 
 from service.api import generate as gen
 from service.api import schemas
+from service.api.admission import budget_for, prepare_within, until_disconnect
 from service.api.common import envelope, new_request_id, require_task
 from service.api.components import Components
 from service.api.deps import Caller, CallerDep, ComponentsDep
@@ -37,8 +38,15 @@ def decode_image(encoded: str, index: int) -> bytes:
         raise BadInput(f"inputs[{index}].image is not valid base64", code="bad_image") from None
 
 
-async def _prepare(c: Components, raw: Sequence[str | bytes]) -> list[Any]:
-    return await asyncio.to_thread(lambda: [c.model.prepare(r) for r in raw])
+async def _predict(
+    c: Components, caller: Caller, count: int, raw: Callable[[], list[str | bytes]], top_k: int = 1
+) -> list[Any]:
+    """Admit ``count`` rows before any decoding or tokenization, prepare them within the compute budget
+    (off the event loop), then run them in the batcher."""
+    async with c.predictor.admit(caller.tenant.id, caller.tier.priority, count) as ticket:
+        budget = budget_for(c.settings, c.model.task)
+        items, costs = await asyncio.to_thread(lambda: prepare_within(c.model, raw(), budget))
+        return await ticket.run(_rows(c, caller, items, top_k), costs)
 
 
 def _rows(c: Components, caller: Caller, items: list[Any], top_k: int = 1) -> list[Row]:
@@ -54,17 +62,24 @@ def _rows(c: Components, caller: Caller, items: list[Any], top_k: int = 1) -> li
 
 
 @router.post("/classify", response_model=schemas.ClassifyResponse)
-async def classify(body: schemas.ClassifyRequest, caller: CallerDep, c: ComponentsDep) -> dict[str, Any]:
+async def classify(
+    request: Request, body: schemas.ClassifyRequest, caller: CallerDep, c: ComponentsDep
+) -> dict[str, Any]:
     require_task(c, *CLASSIFY_TASKS)
     want_images = c.model.task == "image-classification"
-    raw: list[str | bytes] = []
     for i, x in enumerate(body.inputs):
         if isinstance(x, schemas.ImageInput) != want_images:
             kind = 'images ({"image": "<base64>"})' if want_images else "texts"
             raise BadInput(f"inputs[{i}]: this model classifies {kind}", code="wrong_input_type")
-        raw.append(decode_image(x.image, i) if isinstance(x, schemas.ImageInput) else str(x))
-    items = await _prepare(c, raw)
-    results: list[ClassResult] = await c.predictor.submit(_rows(c, caller, items, body.top_k))
+
+    def raw() -> list[str | bytes]:
+        return [
+            decode_image(x.image, i) if isinstance(x, schemas.ImageInput) else str(x)
+            for i, x in enumerate(body.inputs)
+        ]
+
+    work = _predict(c, caller, len(body.inputs), raw, body.top_k)
+    results: list[ClassResult] = await until_disconnect(request, work)
     labels = c.model.labels
     c.metrics.count_fidelity(caller.tier.name, sum(r.top1 == r.clean_top1 for r in results), len(results))
     request_id = new_request_id()
@@ -104,10 +119,15 @@ def _seg_json(labels: list[str], result: SegResult) -> dict[str, Any]:
 
 
 @router.post("/segment", response_model=schemas.SegmentResponse)
-async def segment(body: schemas.SegmentRequest, caller: CallerDep, c: ComponentsDep) -> dict[str, Any]:
+async def segment(
+    request: Request, body: schemas.SegmentRequest, caller: CallerDep, c: ComponentsDep
+) -> dict[str, Any]:
     require_task(c, "semantic-segmentation")
-    items = await _prepare(c, [decode_image(x.image, i) for i, x in enumerate(body.inputs)])
-    results: list[SegResult] = await c.predictor.submit(_rows(c, caller, items))
+
+    def raw() -> list[str | bytes]:
+        return [decode_image(x.image, i) for i, x in enumerate(body.inputs)]
+
+    results: list[SegResult] = await until_disconnect(request, _predict(c, caller, len(body.inputs), raw))
     c.metrics.count_fidelity(
         caller.tier.name, sum(r.agreeing_pixels for r in results), sum(r.pixels for r in results)
     )

@@ -120,7 +120,8 @@ class BuiltinEngine:
         device: where the model lives.
         max_batch_size: rows decoded together (>= 1).
         max_wait_ms: how long an idle engine waits, after a request arrives, for others to join it (>= 0).
-        max_queue: requests that may wait for a batch slot; one more is refused with 503 (>= 1).
+        max_queue: requests that may wait for a batch slot beyond the free slots of the running batch;
+            one more is refused with 503 (>= 1). Admission fills the batch first, whatever this is.
         metrics_hook: called with `StepStats` after every step, from the worker thread; must be cheap.
     """
 
@@ -202,15 +203,19 @@ class BuiltinEngine:
         queue: asyncio.Queue[_Item] = asyncio.Queue()
         row = Row(req, queue, StreamText(self._decoder, req.stop))
         with self._worker.cond:
-            if len(self._worker.waiting) >= self._max_queue:
+            if len(self._worker.waiting) >= self._max_queue + self._worker.free_slots:
                 raise Unavailable(
                     f"the generation queue is full ({self._max_queue} requests waiting); retry shortly",
                     code="overloaded",
                     retry_after=OVERLOAD_RETRY_AFTER_S,
                 )
-            self._worker.waiting.append(row)
-            self._worker.cond.notify()
+            self._worker.enqueue(row)
         return GenerationStream(row, queue, self._cancel)
+
+    def end_all(self) -> None:
+        """End every running and waiting request with 503 ``shutting_down`` at the next step (the grace
+        period after SIGTERM is over); streams then close with that error event, never mid-body."""
+        self._worker.end_all()
 
     def _deliver(self, items: list[tuple[Row, _Item]]) -> None:
         """From the worker thread: one loop wake-up per step for all of the step's events."""

@@ -76,6 +76,11 @@ class GenerationEngine(Protocol):
         """Fail unfinished requests with 503 and release everything (idempotent)."""
         ...
 
+    def end_all(self) -> None:
+        """End every running and waiting request with 503 ``shutting_down`` at the next step and keep
+        serving (called when the shutdown grace period is over: streams then close with that error event)."""
+        ...
+
     async def submit(self, req: GenerationRequest) -> EventStream:
         """Validate and enqueue one request; returns its event stream.
 

@@ -33,6 +33,7 @@ class GenerationRequest:
     temperature: 0 = greedy on the modulated logits; > 0 samples from softmax(modulated / temperature).
     top_p: nucleus sampling mass in (0, 1]; None = the whole distribution. Ignored when greedy.
     stop: strings that end the completion; the completion is cut before the first one found.
+    priority: the tier's scheduling priority; waiting requests join the running batch highest first.
     """
 
     prompt_ids: tuple[int, ...]
@@ -42,6 +43,7 @@ class GenerationRequest:
     top_p: float | None = None
     stop: tuple[str, ...] = ()
     projection: RowKey | None = None
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,9 @@ class Worker:
         self.cond = threading.Condition()
         self.waiting: deque[Row] = deque()
         self._stopping = False
+        self._ending = False
         self._rows: list[Row] = []
+        self._joining = 0  # rows taken from ``waiting`` whose prefill has not finished
         self._kv: gen_batch.KVBatch | None = None
         self._logits: torch.Tensor | None = None
         self._mod: ModulationBatch | None = None
@@ -86,6 +88,28 @@ class Worker:
             self._stopping = True
             self.cond.notify_all()
 
+    def end_all(self) -> None:
+        """Fail every running and waiting row with ``shutting_down`` before the next step; keep serving."""
+        with self.cond:
+            self._ending = True
+            self.cond.notify_all()
+
+    @property
+    def free_slots(self) -> int:
+        """Rows the running batch can still take (read without the lock: an estimate for admission)."""
+        rows = len(self._rows) + self._joining
+        if rows and not self._cfg.mergeable:
+            return 0
+        return max(0, self._cfg.max_batch_size - rows)
+
+    def enqueue(self, row: Row) -> None:
+        """Queue ``row`` behind every waiting row of the same or higher priority (call with ``cond`` held)."""
+        at = len(self.waiting)
+        while at > 0 and self.waiting[at - 1].request.priority < row.request.priority:
+            at -= 1
+        self.waiting.insert(at, row)
+        self.cond.notify()
+
     def run(self) -> None:
         with torch.inference_mode():
             while (new := self._admit()) is not None:
@@ -96,18 +120,28 @@ class Worker:
                     failed = self._rows + [r for r in new if r not in self._rows]
                     self._fail(failed, lambda: AimError("generation failed on the model host"))
                     self._reset()
+        self._end_rows()
+
+    def _end_rows(self) -> None:
         with self.cond:
             pending, self.waiting = list(self.waiting), deque()
-        self._fail(self._rows + pending, lambda: Unavailable("the generation engine is shutting down"))
+            self._ending = False
+        self._fail(self._rows + pending, _shutting_down)
         self._reset()
 
     def _admit(self) -> list[Row] | None:
         """Rows to prefill now; blocks while idle; None once stopping."""
+        if self._ending:
+            self._end_rows()
         with self.cond:
             if not self._rows:
-                while not self._live_waiting() and not self._stopping:
+                while not self._live_waiting() and not self._stopping and not self._ending:
                     self.cond.wait()
-                if not self._stopping:
+                if self._ending:
+                    return []  # the next call ends what is waiting
+                # A model that cannot merge rows into a running batch waits for company; one that can
+                # starts at once, since later requests join at the next step anyway.
+                if not self._stopping and not self._cfg.mergeable:
                     deadline = self.waiting[0].submitted_at + self._cfg.max_wait_s
                     while len(self.waiting) < self._cfg.max_batch_size and not self._stopping:
                         left = deadline - time.monotonic()
@@ -124,6 +158,7 @@ class Worker:
                 row = self.waiting.popleft()
                 if not row.cancelled:
                     new.append(row)
+            self._joining = len(new)
             return new
 
     def _live_waiting(self) -> bool:
@@ -168,6 +203,7 @@ class Worker:
             self._logits = torch.cat((self._logits, logits))
         _set_codes(new, logits)
         self._rows.extend(new)
+        self._joining = 0
         self._rebuild()
 
     def _emit(self, row: Row, token: int, agrees: bool) -> bool:
@@ -202,6 +238,7 @@ class Worker:
 
     def _reset(self) -> None:
         self._rows, self._kv, self._logits, self._mod = [], None, None, None
+        self._joining = 0
 
     def _fail(self, rows: list[Row], error: Callable[[], AimError]) -> None:
         """Give every live row in ``rows`` its own exception (one instance per consumer's traceback)."""
@@ -229,3 +266,7 @@ def _set_codes(rows: list[Row], first_logits: torch.Tensor) -> None:
     for i, row in enumerate(rows):
         projection = row.request.projection
         row.codes = zeros if projection is None else prompt_codes(first_logits[i : i + 1], projection)[0]
+
+
+def _shutting_down() -> Unavailable:
+    return Unavailable("the service is shutting down; retry on another replica", code="shutting_down")
