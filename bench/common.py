@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -38,6 +39,7 @@ def machine() -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "loadavg_1_5_15": list(os.getloadavg()),  # the machine is shared: load at the time of writing
     }
 
 

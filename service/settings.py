@@ -96,8 +96,7 @@ class Settings:
             f"redis_grace_s={self.redis_grace_s}, redis_timeout_s={self.redis_timeout_s}, "
             f"redis_pool_size={self.redis_pool_size}, redis_pool_wait_s={self.redis_pool_wait_s}, "
             f"latency_buckets={self.latency_buckets}, "
-            f"engine={self.engine!r})"
-            f"redis_grace_s={self.redis_grace_s}, tenant_max_rows={self.tenant_max_rows}, "
+            f"engine={self.engine!r}, tenant_max_rows={self.tenant_max_rows}, "
             f"max_request_tokens={self.max_request_tokens}, max_request_pixels={self.max_request_pixels}, "
             f"max_queue_wait_s={self.max_queue_wait_s}, shutdown_grace_s={self.shutdown_grace_s})"
         )

@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from service.api.admission import until_disconnect
 from service.api.common import envelope
 from service.api.components import Components
 from service.api.deps import Caller
@@ -124,14 +126,14 @@ def sse(c: Components, caller: Caller, stream: EventStream, frame: Frame) -> Str
     return StreamingResponse(body(), media_type="text/event-stream")
 
 
-async def generate(c: Components, caller: Caller, body: Any, request_id: str) -> Any:
+async def generate(c: Components, caller: Caller, body: Any, request_id: str, request: Request) -> Any:
     """POST /v1/generate: the whole text, or SSE frames of text deltas then the finish and usage."""
     prompt = encode_prompt(c.model.tokenizer, body.prompt)
     decoding = Decoding(body.max_new_tokens, body.temperature, None, body.stop)
     stream = await admit(c, build_request(c, caller, prompt, decoding))
     head = envelope(c, caller, request_id)
     if not body.stream:
-        done = await collect(c, caller, stream)
+        done = await until_disconnect(request, collect(c, caller, stream))
         return {
             **head,
             "text": done.text,

@@ -136,6 +136,8 @@ async def segment(
 
 
 @router.post("/generate", response_model=schemas.GenerateResponse, responses=gen.STREAM_RESPONSE)
-async def generate(body: schemas.GenerateRequest, caller: CallerDep, c: ComponentsDep) -> Any:
+async def generate(
+    request: Request, body: schemas.GenerateRequest, caller: CallerDep, c: ComponentsDep
+) -> Any:
     require_task(c, "text-generation")
-    return await gen.generate(c, caller, body, new_request_id())
+    return await gen.generate(c, caller, body, new_request_id(), request)

@@ -11,9 +11,10 @@ import secrets
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.api.admission import until_disconnect
 from service.api.common import require_task
 from service.api.deps import CallerDep, ComponentsDep
 from service.api.errors import error_responses
@@ -77,7 +78,7 @@ async def models(_: CallerDep, c: ComponentsDep) -> dict[str, Any]:
 
 
 @router.post("/completions", responses=_GENERATION)
-async def completions(body: CompletionRequest, caller: CallerDep, c: ComponentsDep) -> Any:
+async def completions(request: Request, body: CompletionRequest, caller: CallerDep, c: ComponentsDep) -> Any:
     require_task(c, "text-generation")
     prompt = encode_prompt(c.model.tokenizer, body.prompt)
     stream = await admit(c, build_request(c, caller, prompt, body.decoding()))
@@ -90,13 +91,13 @@ async def completions(body: CompletionRequest, caller: CallerDep, c: ComponentsD
             return {**head, "choices": [choice]}
 
         return sse(c, caller, stream, frame)
-    out = await collect(c, caller, stream)
+    out = await until_disconnect(request, collect(c, caller, stream))
     choice = {"index": 0, "text": out.text, "logprobs": None, "finish_reason": out.finish_reason}
     return {**head, "choices": [choice], "usage": _usage(out)}
 
 
 @router.post("/chat/completions", responses=_GENERATION)
-async def chat(body: ChatRequest, caller: CallerDep, c: ComponentsDep) -> Any:
+async def chat(request: Request, body: ChatRequest, caller: CallerDep, c: ComponentsDep) -> Any:
     require_task(c, "text-generation")
     prompt = encode_chat(c.model.tokenizer, [m.model_dump() for m in body.messages])
     decoding = body.decoding(body.max_completion_tokens)
@@ -118,7 +119,7 @@ async def chat(body: ChatRequest, caller: CallerDep, c: ComponentsDep) -> Any:
             return {**head, "object": "chat.completion.chunk", "choices": [choice]}
 
         return sse(c, caller, stream, frame)
-    out = await collect(c, caller, stream)
+    out = await until_disconnect(request, collect(c, caller, stream))
     message = {"role": "assistant", "content": out.text}
     return {
         **head,
