@@ -1,8 +1,9 @@
 """Admission of classification requests: the compute budget, cost-bounded preparation, disconnects.
 
 One request may cost at most ``AIM_MAX_REQUEST_TOKENS`` tokens (text, counted after truncation) or
-``AIM_MAX_REQUEST_PIXELS`` pixels (images, at their original size): a 413 naming the limit otherwise. The
-same number bounds the summed cost of one batch, so no request holds the model for longer than one batch.
+``AIM_MAX_REQUEST_PIXELS`` pixels (images, at their original size): a 413 naming the limit otherwise. One
+batch costs at most ``1 / BATCH_SHARE`` of that, so a maximal request is split over several batches and a
+higher tier's row waits for at most one such batch, never for a whole large request.
 Inputs are prepared one by one and the request is refused as soon as the budget is exceeded, so a
 refused request costs at most its budget (plus one input) of preparation.
 """
@@ -24,6 +25,10 @@ from service.settings import Settings
 
 T = TypeVar("T")
 
+BATCH_SHARE = 4
+"""A batch costs at most this fraction (1 / BATCH_SHARE) of one request's compute budget. On a CPU the
+forward's cost is close to linear in tokens, so splitting costs little throughput."""
+
 
 @dataclass(frozen=True, slots=True)
 class Budget:
@@ -32,6 +37,10 @@ class Budget:
     limit: int
     unit: str
     setting: str
+
+    @property
+    def per_batch(self) -> float:
+        return self.limit / BATCH_SHARE
 
 
 def budget_for(settings: Settings, task: str) -> Budget:

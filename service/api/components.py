@@ -235,8 +235,8 @@ async def _start_engine(c: Components) -> None:
         max_queue=s.queue_size,
         on_batch=on_batch(c.metrics, model.task),
         max_tenant_rows=s.tenant_max_rows,
-        # One batch costs at most what one request may cost, so a premium row waits at most one such batch.
-        max_batch_cost=budget_for(s, model.task).limit,
+        # A higher tier's row waits for at most one batch of this cost (see service.api.admission).
+        max_batch_cost=budget_for(s, model.task).per_batch,
         max_queue_wait_s=s.max_queue_wait_s,
     )
     await c.batcher.start()

@@ -8,7 +8,8 @@ Contract:
   (batches of queued rows of the same or higher priority, plus the running one, x the measured
   batch time) exceeds ``max_queue_wait_s``, ``RateLimited`` (429 ``too_many_in_flight``) when the
   tenant already has ``max_tenant_rows`` rows queued or running. No request times out in the queue.
-- Rows are taken in `FairQueue` order: higher priority first, round-robin by row between tenants.
+- Rows are taken in `FairQueue` order: higher priority first, round-robin by row between tenants; one
+  batch holds rows of one priority, so lower tiers' rows never slow a higher tier's batch.
   A batch holds at most ``max_batch_size`` rows whose summed cost is at most ``max_batch_cost``
   (a single row always runs), so no request holds the model for longer than one such batch.
 - An idle worker dispatches at once: it waits (up to ``max_wait_s``) only while an admitted request
@@ -48,6 +49,7 @@ class _Row(Generic[T, R]):
     payload: T
     future: asyncio.Future[R]
     cost: float
+    priority: int
     enqueued: float = field(default_factory=time.perf_counter)
 
 
@@ -227,7 +229,10 @@ class DynamicBatcher(Generic[T, R]):
         self._reserved -= ticket.rows
         self._release(ticket.tenant, ticket.rows - len(payloads))
         loop = asyncio.get_running_loop()
-        rows = [_Row[T, R](p, loop.create_future(), c) for p, c in zip(payloads, costs, strict=True)]
+        rows = [
+            _Row[T, R](p, loop.create_future(), c, ticket.priority)
+            for p, c in zip(payloads, costs, strict=True)
+        ]
         release = functools.partial(self._row_done, ticket.tenant)
         for row in rows:
             row.future.add_done_callback(release)
@@ -252,8 +257,8 @@ class DynamicBatcher(Generic[T, R]):
         else:
             del self._in_flight[tenant]
 
-    def _take(self, room: int, cost_room: float) -> list[_Row[T, R]]:
-        return self._queue.take(room, cost_room, lambda r: r.cost, lambda r: r.future.done())
+    def _take(self, room: int, cost_room: float, only: int | None = None) -> list[_Row[T, R]]:
+        return self._queue.take(room, cost_room, lambda r: r.cost, lambda r: r.future.done(), only)
 
     async def _gather(self) -> list[_Row[T, R]]:
         lim = self.limits
@@ -270,7 +275,7 @@ class DynamicBatcher(Generic[T, R]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), left)
             spent = sum(r.cost for r in rows)
-            more = self._take(lim.max_batch_size - len(rows), lim.max_batch_cost - spent)
+            more = self._take(lim.max_batch_size - len(rows), lim.max_batch_cost - spent, rows[0].priority)
             if not more and spent >= lim.max_batch_cost:
                 break
             rows.extend(more)

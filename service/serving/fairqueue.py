@@ -3,7 +3,9 @@
 A tenant that queues 300 rows and one that queues 1 row at the same priority alternate row by row, so the
 small request waits for at most one row of each other tenant, not for the whole flood (deficit
 round-robin with a quantum of one row). A higher priority is always served first: lower priorities get
-what is left, which the rate limits of the lower tiers keep bounded.
+what is left, which the rate limits of the higher tiers keep bounded. One ``take`` (one batch) holds rows
+of a single priority: rows of a lower tier would otherwise fill a premium row's batch up to its cost
+limit and make the premium row wait for their compute.
 """
 
 from __future__ import annotations
@@ -43,12 +45,15 @@ class FairQueue(Generic[E]):
         cost_room: float,
         cost: Callable[[E], float],
         dead: Callable[[E], bool],
+        only: int | None = None,
     ) -> list[E]:
-        """Pop up to ``room`` live entries whose summed ``cost`` fits ``cost_room``; ``dead`` ones are
-        discarded on the way. The first entry is taken whatever its cost (a batch always makes progress)."""
+        """Pop up to ``room`` live entries of the highest priority present whose summed ``cost`` fits
+        ``cost_room``; ``dead`` ones are discarded on the way. The first entry is taken whatever its cost
+        (a batch always makes progress). ``only``: take from that priority alone (a forming batch)."""
         out: list[E] = []
         spent = 0.0
-        for priority in sorted(self._levels, reverse=True):
+        levels = sorted(self._levels, reverse=True) if only is None else [only] * (only in self._levels)
+        for priority in levels:
             level = self._levels[priority]
             while level and len(out) < room:
                 tenant, queue = next(iter(level.items()))
@@ -65,7 +70,7 @@ class FairQueue(Generic[E]):
                     level.move_to_end(tenant)
             if not level:
                 del self._levels[priority]
-            if len(out) >= room:
+            if out:
                 break
         return out
 

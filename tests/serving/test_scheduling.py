@@ -23,8 +23,10 @@ def test_fair_queue_alternates_tenants_and_serves_higher_priority_first() -> Non
     q.push(0, "small", ["s0", "s1"])
     q.push(2, "premium", ["p0"])
     assert q.ahead_of(2) == 1 and q.ahead_of(0) == 8
-    taken = q.take(6, float("inf"), lambda _: 1.0, lambda _: False)
-    assert taken == ["p0", "f0", "s0", "f1", "s1", "f2"]
+    assert q.take(6, float("inf"), lambda _: 1.0, lambda _: False) == ["p0"]  # one priority per take
+    assert q.take(2, float("inf"), lambda _: 1.0, lambda _: False, only=2) == []
+    taken = q.take(5, float("inf"), lambda _: 1.0, lambda _: False)
+    assert taken == ["f0", "s0", "f1", "s1", "f2"]
     assert q.take(10, 2.5, lambda _: 1.0, lambda e: e == "f3") == ["f4"]  # dead f3 is dropped
     assert len(q) == 0
 
@@ -49,7 +51,8 @@ def test_a_small_request_is_not_stuck_behind_a_flood_and_premium_goes_first() ->
 
     batches = _run(main())
     assert batches[0] == [0]
-    assert batches[1][:3] == [9, 100, 7]  # premium first, then the two tenants alternate
+    assert batches[1] == [9]  # premium first, in a batch of its own
+    assert batches[2][:3] == [100, 7, 101]  # then the two free tenants alternate
 
 
 def test_batches_are_bounded_by_cost_and_a_lone_row_runs_at_once() -> None:
