@@ -19,8 +19,10 @@ import torch
 from service.models import upsample
 from service.modulation import ModulationBatch, RowKey, RowSpec, modulate
 from service.modulation.semantic import (
-    CLASSIFIER_SMOOTHNESS,
+    IMAGE_SMOOTHNESS,
     SEGMENTATION_RESOLUTION,
+    TEXT_SMOOTHNESS,
+    Smoothness,
     bucket_codes,
     component_codes,
     feature_weights,
@@ -85,15 +87,24 @@ def _needs_noise(specs: Sequence[RowSpec]) -> bool:
     return any(s.sigma > 0.0 or s.has_focus for s in specs)
 
 
+def smoothness_for(model: LogitsModel) -> Smoothness:
+    """The random-feature resolution of a classifier: images' features lie closer together than texts'."""
+    return IMAGE_SMOOTHNESS if getattr(model, "task", "") == "image-classification" else TEXT_SMOOTHNESS
+
+
 def modulate_rows(
-    logits: torch.Tensor, features: torch.Tensor, specs: Sequence[RowSpec], projection: RowKey
+    logits: torch.Tensor,
+    features: torch.Tensor,
+    specs: Sequence[RowSpec],
+    projection: RowKey,
+    smooth: Smoothness = TEXT_SMOOTHNESS,
 ) -> torch.Tensor:
     """(B, C) float32 classification logits as served: each row modulated with its spec, its noise a
     random-feature mixture weighted by the row's features (`semantic.feature_weights`)."""
     if not _needs_noise(specs):
         return modulate(logits, ModulationBatch.build(specs, logits.shape[1], logits.device))
-    codes = component_codes(len(specs), CLASSIFIER_SMOOTHNESS, logits.device)
-    weights = feature_weights(features, projection, CLASSIFIER_SMOOTHNESS)
+    codes = component_codes(len(specs), smooth, logits.device)
+    weights = feature_weights(features, projection, smooth)
     return modulate(logits, ModulationBatch.build(specs, logits.shape[1], logits.device, codes, weights))
 
 
@@ -103,7 +114,7 @@ def classify_batch(model: LogitsModel, rows: list[Row], projection: RowKey) -> l
     ``projection``: the semantic hash's projection key (`derive_projection_key` of the server secret).
     """
     logits, features = model.forward_features([r.item for r in rows])
-    modulated = modulate_rows(logits, features, [r.spec for r in rows], projection)
+    modulated = modulate_rows(logits, features, [r.spec for r in rows], projection, smoothness_for(model))
     k = min(max(r.top_k for r in rows), logits.shape[1])
     probs, idx = modulated.softmax(dim=-1).topk(k, dim=-1)
     clean = logits.argmax(dim=-1).tolist()

@@ -142,3 +142,20 @@ def test_rate_limited_client_sees_429(llm_service: LiveService) -> None:
         client.models.list()
     with httpx.Client(base_url=llm_service.url) as anon:
         assert anon.get("/healthz").status_code == 200
+
+
+def test_decoding_fields_and_second_accounts_do_not_reroll_the_draw(llm_service: LiveService) -> None:
+    """Issue #11: dummy stop strings, max_new_tokens and stream used to pick a fresh draw each time."""
+    _, first = llm_service.new_tenant("free")
+    _, second = llm_service.new_tenant("free")
+    body = {"prompt": "Name a fruit.", "max_new_tokens": 8}
+    with llm_service.client(first) as a, llm_service.client(second) as b:
+        texts = [
+            a.post("/v1/generate", json=body).json()["text"],
+            a.post("/v1/generate", json={**body, "stop": ["QQZZ1"]}).json()["text"],
+            a.post("/v1/generate", json={**body, "stop": ["QQZZ2"]}).json()["text"],
+            b.post("/v1/generate", json=body).json()["text"],
+        ]
+        longer = a.post("/v1/generate", json={**body, "max_new_tokens": 12}).json()["text"]
+    assert len(set(texts)) == 1, texts
+    assert longer.startswith(texts[0]), (longer, texts[0])
