@@ -144,11 +144,17 @@ class TenantStore(TenantRecords):
 
     async def _fetch(self, digest: str) -> Tenant | None:
         generation, fetched_at = self._cache.generation, time.monotonic()
-        reply = await self.gate.call(
-            lambda: self._scripts["resolve"](
-                keys=[self._layout.key(digest)], args=[self._layout.tenant_prefix]
-            )
-        )
+        for attempt in (1, 2):  # a read: one more try when the first found no slot or time (back-pressure)
+            try:
+                reply = await self.gate.call(
+                    lambda: self._scripts["resolve"](
+                        keys=[self._layout.key(digest)], args=[self._layout.tenant_prefix]
+                    )
+                )
+                break
+            except RedisUnavailable as exc:
+                if not exc.busy or attempt == 2:
+                    raise
         if not reply:
             return None
         tenant = scripts.decode_tenant(scripts.pairs(reply))
