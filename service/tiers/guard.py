@@ -2,7 +2,8 @@
 
 A tenant keeps its tier name in Redis. When a reload removes that tier, the tenant is served as the
 file's ``migrate`` target for it, or else as ``default_tier``. If that fallback has less noise (σ), a
-higher (or no) rate limit, or a more permissive focus policy than what the tenant was served before,
+higher (or no) rate limit, a higher scheduling priority, or a more permissive focus policy than what
+the tenant was served before,
 the reload is refused, unless the new file names the removed tier in ``migrate``: then the operator
 chose the destination explicitly. Names checked: the tiers and ``migrate`` sources of the config in
 force, i.e. every tier name this process serves on purpose.
@@ -24,6 +25,8 @@ def more_generous(after: Tier, before: Tier) -> list[str]:
     ):
         new = "unlimited" if after.rate_limit is None else f"{after.rate_limit.requests_per_minute}/min"
         found.append(f"rate limit {before.rate_limit.requests_per_minute}/min -> {new}")
+    if after.priority > before.priority:
+        found.append(f"priority {before.priority} -> {after.priority}")
     if after.focus.allowed and (
         not before.focus.allowed or after.focus.max_strength > before.focus.max_strength
     ):

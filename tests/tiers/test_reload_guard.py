@@ -107,6 +107,14 @@ def test_a_removed_tier_is_not_served_as_a_more_generous_default(
     assert registry.tier_for("free").name == "standard"
 
 
+def test_a_higher_priority_alone_is_an_upgrade(tmp_path: Path, solver: Callable[[float], float]) -> None:
+    path = tmp_path / "tiers.yaml"
+    registry = _loaded(path, "default_tier: a\ntiers:\n  a: {sigma: 1.0}\n  b: {sigma: 1.0}\n", solver)
+    path.write_text("default_tier: a\ntiers:\n  a: {sigma: 1.0, priority: 5}\n")  # b's tenants would jump
+    with pytest.raises(BadInput, match="priority 0 -> 5"):
+        registry.reload_or_raise()
+
+
 def test_removing_a_tier_for_a_stricter_default_needs_no_migrate(
     tmp_path: Path, solver: Callable[[float], float]
 ) -> None:
