@@ -20,7 +20,6 @@ from prometheus_client import CollectorRegistry
 from service.api.admission import budget_for
 from service.api.policy import FocusResolver, label_resolver
 from service.api.records import RequestRecords
-from service.errors import ConfigError
 from service.metrics import Metrics
 from service.models import LoadedModel, calibration_logits, load_model
 from service.modulation.calibration import Top1Curve, solve_sigma
@@ -207,7 +206,9 @@ def generation_engine(c: Components) -> GenerationEngine:
     """The engine ``AIM_ENGINE`` / ``--engine`` chose, for the loaded text-generation model."""
     s, model = c.settings, c.model
     if s.engine == "vllm":
-        raise ConfigError("AIM_ENGINE=vllm: the vLLM engine is not available in this build yet")
+        from service.serving.generation.vllm.engine import vllm_engine
+
+        return vllm_engine(model, s)
     return BuiltinEngine(
         model.model,
         model.tokenizer,

@@ -1,0 +1,6 @@
+"""Text generation on vLLM: the gateway's engine (engine.py, supervisor.py), the wire format of a row's
+modulation (xargs.py) and the logits processor that applies it inside vLLM's sampler (processor.py).
+
+processor.py and xargs.py run inside vLLM's own environment: they import only torch, numpy, vllm and
+`service.modulation` (through the generation package's light modules), never the web layer.
+"""

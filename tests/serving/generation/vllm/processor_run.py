@@ -1,0 +1,47 @@
+"""Run by test_processor.py with vLLM's interpreter: drives the real `AimLogitsProcessor` through vLLM's
+own `BatchUpdate` types and saves what it returned.
+
+argv[1]: a torch file {"logits": (B, V), "extra": [vllm_xargs | None] per row, "outputs": [tokens so far],
+"bad": [malformed vllm_xargs]}; argv[2]: where to save {"out": (B, V), "moved_out": (B, V), "errors": [str]}.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from vllm import SamplingParams
+from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
+
+from service.serving.generation.vllm.processor import AimLogitsProcessor
+
+
+def main(src: str, dst: str) -> None:
+    case = torch.load(src)
+    logits, extra, outputs = case["logits"], case["extra"], case["outputs"]
+    proc = AimLogitsProcessor(None, torch.device("cpu"), False)
+    added = [
+        (i, SamplingParams(max_tokens=8, extra_args=x), None, [7] * n)
+        for i, (x, n) in enumerate(zip(extra, outputs, strict=True))
+    ]
+    proc.update_state(BatchUpdate(len(extra), [], added, []))
+    out = proc.apply(logits.clone())
+    # Rows 0 and 1 swap places, then the last row leaves: each row must keep its own noise.
+    last = len(extra) - 1
+    proc.update_state(BatchUpdate(len(extra), [], [], [(0, 1, MoveDirectionality.SWAP)]))
+    proc.update_state(BatchUpdate(last, [last], [], []))
+    swapped = logits[[1, 0, *range(2, last)]].clone()
+    moved_out = proc.apply(swapped)
+    errors = []
+    for bad in case["bad"]:
+        try:
+            AimLogitsProcessor.validate_params(SamplingParams(max_tokens=8, extra_args=bad))
+        except ValueError as exc:
+            errors.append(str(exc))
+        else:
+            errors.append("")
+    torch.save({"out": out, "moved_out": moved_out, "errors": errors}, dst)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

@@ -1,0 +1,207 @@
+"""The gateway on a real vLLM (CPU build, float32, --enforce-eager, the smollm2 preset): one vLLM start
+for the whole module, supervised by the gateway exactly as `aimserve serve --engine vllm` does.
+
+The last test kills vLLM mid-stream and waits for the supervisor to bring it back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from openai import OpenAI
+
+from service.serving.generation import encode_chat, encode_prompt
+from service.serving.generation.vllm.engine import VllmEngine
+from service.serving.generation.vllm.supervisor import VllmChild
+from service.store import EmbeddedRedis
+from tests.live import LiveService, state_dir, wait_for
+from tests.serving.generation.vllm.test_processor import vllm_python
+
+TIERS = """\
+default_tier: free
+tiers:
+  premium:
+    sigma: 0.0
+    rate_limit: {requests_per_minute: 6000}
+    focus: {allowed: true, max_strength: 8.0}
+  free:
+    sigma: 1.5
+    rate_limit: {requests_per_minute: 6000}
+    focus: {allowed: false}
+"""
+START_S = 900.0
+PROMPT = "Once upon a time, in a small village by the sea,"
+LONG = "Count from one to two hundred in words: one, two, three,"
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
+    python = vllm_python()
+    from service.presets import build_preset
+
+    build_preset("smollm2-135m", state_dir())
+    tmp = tmp_path_factory.mktemp("vllm")
+    (tmp / "tiers.yaml").write_text(TIERS)
+    redis = EmbeddedRedis(tmp / "redis")
+    redis.start()
+    env = {"AIM_ENGINE": "vllm", "AIM_VLLM_PYTHON": str(python), "AIM_MAX_BATCH_SIZE": "16"}
+    os.environ.update({"AIM_VLLM_PYTHON": str(python), "AIM_VLLM_STALL_S": "30"})
+    service = LiveService("smollm2-135m", tmp / "tiers.yaml", redis.url, env=env).start()
+    try:
+        with httpx.Client(base_url=service.url) as c:
+            assert c.get("/readyz").status_code == 503  # vLLM is still starting
+            assert wait_for(lambda: c.get("/readyz").status_code == 200, START_S), "vLLM did not start"
+        yield service
+    finally:
+        service.stop()
+        redis.stop()
+
+
+def engine(svc: LiveService) -> VllmEngine:
+    generator = svc.components.generator  # type: ignore[union-attr]
+    assert isinstance(generator, VllmEngine)
+    return generator
+
+
+def generate(svc: LiveService, key: str, body: dict) -> dict:
+    with svc.client(key, timeout=300) as c:
+        r = c.post("/v1/generate", json={"max_new_tokens": 24, **body})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+def test_premium_equals_vllm_greedy_and_free_is_keyed(svc: LiveService) -> None:
+    _, premium = svc.new_tenant("premium")
+    _, free = svc.new_tenant("free")
+    _, other = svc.new_tenant("free")
+    clean = generate(svc, premium, {"prompt": PROMPT})
+    ids = encode_prompt(svc.components.model.tokenizer, PROMPT)  # type: ignore[union-attr]
+    direct = httpx.post(  # vLLM itself, no gateway, no arguments for our processor
+        f"{engine(svc).backend.url}/v1/completions",
+        json={"model": "smollm2-135m", "prompt": list(ids), "max_tokens": 24, "temperature": 0},
+        timeout=300,
+    ).json()
+    assert clean["text"] and clean["text"] == direct["choices"][0]["text"]
+    noisy = generate(svc, free, {"prompt": PROMPT})
+    assert generate(svc, free, {"prompt": PROMPT})["text"] == noisy["text"]
+    assert noisy["text"] != clean["text"]
+    # The noise is keyed by tier and prompt (docs/security.md): a second account of the tier draws the same.
+    assert generate(svc, other, {"prompt": PROMPT})["text"] == noisy["text"]
+
+
+def test_mixed_concurrent_batch_gives_every_row_its_solo_output(svc: LiveService) -> None:
+    keys = [svc.new_tenant(t)[1] for t in ("premium", "free", "free")]
+    prompts = [PROMPT, "List three fruits:", PROMPT, "The capital of France is"]
+    cases = [(keys[i % 3], prompts[i % 4]) for i in range(8)]
+    solo = [generate(svc, k, {"prompt": p})["text"] for k, p in cases]
+
+    async def together() -> list[str]:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=300) as c:
+            rs = await asyncio.gather(
+                *(
+                    c.post(
+                        "/v1/generate",
+                        json={"prompt": p, "max_new_tokens": 24},
+                        headers={"Authorization": f"Bearer {k}"},
+                    )
+                    for k, p in cases
+                )
+            )
+        return [r.json()["text"] for r in rs]
+
+    assert asyncio.run(together()) == solo
+
+
+def test_client_engine_fields_change_nothing(svc: LiveService) -> None:
+    _, free = svc.new_tenant("free")
+    plain = generate(svc, free, {"prompt": PROMPT})["text"]
+    for extra in (
+        {"vllm_xargs": {"aim_sigma": 0, "sigma": 0}},
+        {"logits_processors": []},
+        {"seed": 1, "repetition_penalty": 2.0, "logprobs": 5},
+    ):
+        with svc.client(free, timeout=300) as c:
+            r = c.post("/v1/generate", json={"prompt": PROMPT, "max_new_tokens": 24, **extra})
+            assert r.status_code in (200, 422), r.text
+            if r.status_code == 200:
+                assert r.json()["text"] == plain, extra
+            o = c.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 8, "temperature": 0, **extra})
+            base = c.post("/v1/completions", json={"prompt": PROMPT, "max_tokens": 8, "temperature": 0})
+            assert (
+                o.status_code == 200 and o.json()["choices"][0]["text"] == base.json()["choices"][0]["text"]
+            )
+
+
+def test_focus_on_strings_raises_the_chosen_tokens(svc: LiveService) -> None:
+    _, key = svc.new_tenant("premium")
+    body = {"prompt": "My favourite fruit is", "max_new_tokens": 12}
+    before = generate(svc, key, body)["text"].lower()
+    with svc.client(key) as c:
+        assert c.put("/v1/me/focus", json={"classes": ["banana"], "strength": 8.0}).status_code == 200
+    after = generate(svc, key, body)
+    assert after["modulation"]["focus"]["classes"] == ["banana"]
+    assert after["text"].lower().count("banana") > before.count("banana")
+
+
+def test_official_openai_client_streaming_included(svc: LiveService) -> None:
+    _, key = svc.new_tenant("free")
+    client = OpenAI(base_url=f"{svc.url}/v1", api_key=key, max_retries=0, timeout=300)
+    messages = [{"role": "user", "content": "Say hello in one short sentence."}]
+    chat = client.chat.completions.create(model="smollm2-135m", messages=messages, max_tokens=16)  # type: ignore[arg-type]
+    text = chat.choices[0].message.content
+    assert text and chat.usage is not None and chat.usage.completion_tokens <= 16
+    chunks = list(
+        client.chat.completions.create(model="smollm2-135m", messages=messages, max_tokens=16, stream=True)  # type: ignore[arg-type]
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == text  # keyed sampling: same answer
+    parts = list(
+        client.completions.create(model="smollm2-135m", prompt="One, two,", max_tokens=6, stream=True)
+    )
+    assert "".join(p.choices[0].text for p in parts).strip()
+    ids = encode_chat(svc.components.model.tokenizer, messages)  # type: ignore[union-attr]
+    assert len(ids) > 3
+
+
+def test_metrics_count_vllm_tokens_ttft_and_fidelity(svc: LiveService) -> None:
+    _, key = svc.new_tenant("free")
+    out = generate(svc, key, {"prompt": "Name a colour.", "stream": False})
+    text = svc.metrics()
+
+    def value(prefix: str) -> float:
+        (line,) = [ln for ln in text.splitlines() if ln.startswith(prefix + '{tier="free"}')]
+        return float(line.split()[-1])
+
+    assert value("aim_generated_tokens_total") >= out["usage"]["completion_tokens"]
+    assert value("aim_time_to_first_token_seconds_count") >= 1
+    assert value("aim_fidelity_rows_total") >= out["usage"]["completion_tokens"]
+    assert 0 < value("aim_fidelity_matches_total") <= value("aim_fidelity_rows_total")
+
+
+def test_vllm_killed_mid_stream_errors_then_503_then_recovers(svc: LiveService) -> None:
+    _, key = svc.new_tenant("free")
+    backend = engine(svc).backend
+    assert isinstance(backend, VllmChild) and backend.pid is not None
+    with svc.client(key, timeout=300) as c:
+        with c.stream(
+            "POST", "/v1/generate", json={"prompt": LONG, "max_new_tokens": 400, "stream": True}
+        ) as r:
+            lines = r.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            assert "error" not in json.loads(first[6:])
+            os.killpg(backend.pid, signal.SIGKILL)
+            rest = [line for line in lines if line.startswith("data: ")]
+        assert rest[-1] == "data: [DONE]"
+        assert json.loads(rest[-2][6:])["error"]["code"] == "engine_unavailable"
+        assert wait_for(lambda: c.get("/readyz").status_code == 503, 30)
+        refused = c.post("/v1/generate", json={"prompt": PROMPT, "max_new_tokens": 4})
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        assert refused.json()["error"]["code"] == "engine_unavailable"
+        assert wait_for(lambda: c.get("/readyz").status_code == 200, START_S), "vLLM did not come back"
+        assert c.post("/v1/generate", json={"prompt": PROMPT, "max_new_tokens": 4}).status_code == 200
+    assert backend.restarts >= 1
