@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from service.serving.generation.types import GenerationEvent, GenerationRequest
-from service.settings import EngineName
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +30,7 @@ class EngineStats:
     restarts: times the engine's backend was restarted after a failure (0 for the built-in engine).
     """
 
-    engine: EngineName
+    engine: str  # one of `service.settings.ENGINES` (not imported: this package also runs inside vLLM)
     ready: bool
     queue_depth: int
     running: int
