@@ -50,7 +50,7 @@ def test_compose_override_keeps_vllm_private_to_the_gateway() -> None:
 def test_vllm_image_loads_our_processor_and_copies_what_it_imports() -> None:
     text = (REPO / "deploy" / "vllm" / "Dockerfile").read_text()
     assert PROCESSOR in text and "--generation-config" in text
-    copied = ("service/modulation", "service/serving/generation", "service/errors.py")
+    copied = ("service/modulation", "service/serving/generation", "service/errors.py", "service/limits.py")
     for path in copied:
         assert path in text and (REPO / path).exists()
     assert "USER 10001" in text

@@ -73,6 +73,7 @@ class VllmEngine:
         self._limit = max_running + max_queue
         self._stall_s = stall_s
         self._inflight = 0
+        self._streams: set[_Stream] = set()
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -104,6 +105,11 @@ class VllmEngine:
             await client.aclose()
             await self._backend.stop()
 
+    def end_all(self) -> None:
+        """End every stream in flight with 503 ``shutting_down`` at its next chunk; keep serving."""
+        for stream in list(self._streams):
+            stream.ending = True
+
     async def submit(self, req: GenerationRequest) -> EventStream:
         validate_request(req, context_length=self._context_length, vocab_size=self._vocab_size)
         client = self._client
@@ -125,7 +131,9 @@ class VllmEngine:
         except BaseException:
             self._inflight -= 1
             raise
-        return _Stream(self, response, chunks, first, len(req.prompt_ids))
+        stream = _Stream(self, response, chunks, first, len(req.prompt_ids))
+        self._streams.add(stream)
+        return stream
 
     async def _open(
         self, client: httpx.AsyncClient, req: GenerationRequest
@@ -175,8 +183,9 @@ class VllmEngine:
             retry_after=RETRY_AFTER_S,
         )
 
-    def _release(self) -> None:
+    def _release(self, stream: _Stream) -> None:
         self._inflight -= 1
+        self._streams.discard(stream)
 
 
 class _Stream:
@@ -194,6 +203,7 @@ class _Stream:
         self._response = response
         self._events = self._run(chunks, first, prompt_tokens)
         self._closed = False
+        self.ending = False
 
     def __aiter__(self) -> _Stream:
         return self
@@ -206,7 +216,7 @@ class _Stream:
             self._closed = True
             await self._events.aclose()
             await self._response.aclose()
-            self._engine._release()
+            self._engine._release(self)
 
     async def _run(
         self, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None, prompt_tokens: int
@@ -218,6 +228,10 @@ class _Stream:
         reason, completion = "length", 0
         try:
             async for chunk in _prepend(first, chunks):
+                if self.ending:
+                    raise Unavailable(
+                        "the service is shutting down; retry on another replica", code="shutting_down"
+                    )
                 if "error" in chunk:
                     raise Unavailable(f"the generation engine failed: {_error_message(chunk)}", retry_after=5)
                 for choice in chunk.get("choices") or []:

@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from service.limits import MAX_TEMPERATURE
 from service.modulation import RowKey, RowSpec
-from service.serving.generation.types import MAX_TEMPERATURE, GenerationRequest
+from service.serving.generation.types import GenerationRequest
 
 KEY, SIGMA, FOCUS_IDS, FOCUS_STRENGTH, FOCUS_SIGN = (
     "aim_key",
