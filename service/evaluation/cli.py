@@ -1,4 +1,4 @@
-"""``aimserve eval utility | focus | generate`` and ``aimserve calibrate``: argument definitions.
+"""``aimserve eval utility | focus | generate | questions | coherence``, ``aimserve calibrate``: arguments.
 
 `register` adds the commands to the main parser (service/cli.py calls it). Each command's ``run`` checks
 every cheap setting first (exit code 2 with a message naming the setting, via BadInput), then loads the
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+
+from service.evaluation.choices import DEFAULT_TASKS
 
 
 def _run_utility(args: argparse.Namespace) -> int:
@@ -27,6 +29,18 @@ def _run_generate(args: argparse.Namespace) -> int:
     from service.evaluation.commands import generate_command
 
     return generate_command(args)
+
+
+def _run_questions(args: argparse.Namespace) -> int:
+    from service.evaluation.questions_command import questions_command
+
+    return questions_command(args)
+
+
+def _run_coherence(args: argparse.Namespace) -> int:
+    from service.evaluation.coherence import coherence_command
+
+    return coherence_command(args)
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
@@ -69,7 +83,7 @@ def _out_option(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add ``eval`` (with ``utility``, ``focus``, ``generate``) and ``calibrate`` to ``sub``."""
+    """Add ``eval`` (``utility``, ``focus``, ``generate``, ``questions``, ``coherence``) and ``calibrate``."""
     ev = sub.add_parser("eval", help="the paper's experiments on a served model (CSV + PNG)")
     esub = ev.add_subparsers(dest="experiment", required=True)
 
@@ -110,6 +124,31 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     gen.add_argument("--max-new-tokens", type=int, default=24, help="tokens generated per answer")
     _out_option(gen)
     gen.set_defaults(run=_run_generate)
+
+    qs = esub.add_parser("questions", help="LLM multiple choice (bigbench JSON tasks): accuracy vs σ")
+    _model_options(
+        qs,
+        default_model="smollm2-135m",
+        data_help="unused (see --tasks)",
+        limit_help="questions per task (default 100)",
+    )
+    qs.add_argument(
+        "--tasks",
+        default=DEFAULT_TASKS,
+        help="comma-separated bigbench task names (needs `make bigbench`) or task.json paths",
+    )
+    qs.add_argument("--sigmas", default="0:2:0.1", help="start:stop:step or a list a,b,c (logit units)")
+    qs.add_argument("--repeats", type=int, default=5, help="keyed sampling passes per σ")
+    qs.add_argument("--seed", type=int, default=0, help="seed of the option shuffle and question sample")
+    _out_option(qs)
+    qs.set_defaults(run=_run_questions)
+
+    coh = esub.add_parser("coherence", help="LLM greedy samples at each σ, scored by the clean model")
+    _model_options(coh, default_model="smollm2-135m", data_help="unused", limit_help="unused")
+    coh.add_argument("--sigmas", default="0,0.5,1,1.5,2", help="start:stop:step or a list a,b,c")
+    coh.add_argument("--max-new-tokens", type=int, default=40, help="tokens generated per sample")
+    _out_option(coh)
+    coh.set_defaults(run=_run_coherence)
 
     cal = sub.add_parser(
         "calibrate", help="the σ reaching a target fidelity or accuracy; can edit tiers.yaml"

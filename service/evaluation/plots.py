@@ -91,6 +91,21 @@ def plot_generation(
     return _finish_sigma_axes(plt, fig, ax, title, path)
 
 
+def plot_questions(path: Path, title: str, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Accuracy vs σ per task: exact (line), sampled mean (markers), chance (dotted, same colour)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2), dpi=120)
+    for task in dict.fromkeys(str(r["task"]) for r in rows):
+        mine = [r for r in rows if r["task"] == task]
+        sig = [float(r["sigma"]) for r in mine]
+        (line,) = ax.plot(sig, _pct([float(r["accuracy_exact"]) for r in mine]), label=f"{task} (exact)")
+        ax.plot(sig, _pct([float(r["accuracy_mean"]) for r in mine]), "o", color=line.get_color(), ms=3)
+        ax.axhline(100.0 * float(mine[0]["chance"]), color=line.get_color(), linestyle=":", linewidth=1.0)
+    ax.plot([], [], "ko", ms=3, label="sampled mean")
+    ax.plot([], [], "k:", label="chance")
+    return _finish_sigma_axes(plt, fig, ax, title, path)
+
+
 def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
