@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from service.modulation import ModulationBatch, RowSpec, modulate
-from service.modulation.semantic import CLASSIFIER_RESOLUTION, bucket_codes
-from service.serving.predict import Row, classify_batch, segment_batch
+from service.modulation import RowSpec
+from service.serving.predict import Row, classify_batch, modulate_rows, segment_batch
 
 KEY = (12345, 67890)
 PROJECTION = (11, 22)
@@ -63,8 +62,7 @@ def test_classify_batch_noisy_rows_are_keyed_and_clean_top1_ignores_the_noise():
     specs = [RowSpec(0.0, KEY), RowSpec(50.0, KEY), RowSpec(50.0, KEY), RowSpec(50.0, (1, 2))]
     model = FixedLogits(["a", "b", "c"])
     results = classify_batch(model, _class_rows(logits, specs, [3] * 4), PROJECTION)
-    codes = bucket_codes(FEATURES.expand(4, -1), PROJECTION, CLASSIFIER_RESOLUTION)
-    expected = modulate(logits, ModulationBatch.build(specs, 3, logits.device, codes)).softmax(dim=-1)
+    expected = modulate_rows(logits, FEATURES.expand(4, -1), specs, PROJECTION).softmax(dim=-1)
     for i, r in enumerate(results):
         assert [p for _, p in sorted(r.top)] == expected[i].tolist()
         assert r.clean_top1 == 1
