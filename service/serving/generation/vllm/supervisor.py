@@ -51,6 +51,9 @@ class _Watched:
     """Health polling shared by both backends."""
 
     def __init__(self) -> None:
+        # httpx logs every request at INFO: a health check a second would drown the service's log.
+        httpx_log = logging.getLogger("httpx")
+        httpx_log.setLevel(max(logging.WARNING, httpx_log.level))
         self._ready = False
         self._restarts = 0
         self._wake = asyncio.Event()
