@@ -1,7 +1,7 @@
 """Text generation on vLLM vs vLLM alone vs the built-in engine: tokens/s and time to first token, one run.
 
-Three arms, same prompts, greedy, streamed over HTTP (OpenAI completions route), at 1 and 16 concurrent
-clients:
+Three arms, same prompts, greedy, streamed over HTTP (the gateway's /v1/generate; vLLM's completions
+route), at 1 and 16 concurrent clients:
 - gateway+vllm: `aimserve serve --engine vllm` (its supervised vLLM child), a free tenant whose every row
   is modulated (σ > 0) by our logits processor, behind auth, rate limit, keys and metrics;
 - vllm alone: the same vLLM server asked directly, no ``vllm_xargs`` (the processor is loaded but has no
@@ -77,17 +77,24 @@ def _auth(token: str) -> dict[str, str]:
 
 
 async def one(c: httpx.AsyncClient, url: str, key: str | None, prompt: str, n: int) -> tuple[int, float]:
-    """(completion tokens, seconds to the first text) of one streamed greedy completion."""
-    body = {"model": MODEL, "prompt": prompt, "max_tokens": n, "temperature": 0, "stream": True}
-    body["stream_options"] = {"include_usage": True}
+    """(completion tokens, seconds to the first text) of one streamed greedy completion: the gateway's
+    native /v1/generate (its last frame carries the usage), or vLLM's own completions route."""
+    if key is None:
+        path = "/v1/completions"
+        body: dict[str, Any] = {"model": MODEL, "prompt": prompt, "max_tokens": n, "temperature": 0}
+        body["stream_options"] = {"include_usage": True}
+    else:
+        path, body = "/v1/generate", {"prompt": prompt, "max_new_tokens": n}
+    body["stream"] = True
     start, first, tokens = time.perf_counter(), None, 0
-    async with c.stream("POST", f"{url}/v1/completions", json=body, headers=_auth(key) if key else {}) as r:
+    async with c.stream("POST", url + path, json=body, headers=_auth(key) if key else {}) as r:
         r.raise_for_status()
         async for line in r.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[6:])
-            if first is None and any(ch.get("text") for ch in chunk.get("choices", [])):
+            texts = [ch.get("text") for ch in chunk.get("choices", [])] + [chunk.get("text")]
+            if first is None and any(texts):
                 first = time.perf_counter() - start
             if chunk.get("usage"):
                 tokens = int(chunk["usage"]["completion_tokens"])
