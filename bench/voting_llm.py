@@ -25,7 +25,7 @@ from bench import common
 from service.api.components import fidelity_solver
 from service.api.policy import row_spec
 from service.models import held_out, load_model
-from service.modulation import ModulationBatch, derive_row_key, input_digest, modulate
+from service.modulation import ModulationBatch, RowSpec, derive_row_key, input_digest, modulate
 from service.modulation.keys import derive_projection_key
 from service.modulation.semantic import prompt_codes
 from service.presets import build_preset
@@ -43,13 +43,12 @@ def _request(
     stop = (f"QQZZ{i}",) if kind == "decoding" else ()
     max_new = N + (i if kind == "decoding" else 0)
     if keying == "semantic":
-        key = row_spec(secret, "free", sigma, None).key
-        projection = derive_projection_key(secret)
-        return GenerationRequest(ids, max_new, key, stop=stop, sigma=sigma, projection=projection)
+        spec = row_spec(secret, "free", sigma, None)
+        return GenerationRequest(ids, max_new, spec, stop=stop, projection=derive_projection_key(secret))
     tenant = f"tenant-{i}" if kind == "second_account" else "tenant-0"
     decoding = json.dumps([0.0, None, list(stop)]).encode()
     digest = input_digest(struct.pack(f"<{len(ids)}I", *ids), decoding)
-    return GenerationRequest(ids, max_new, derive_row_key(secret, tenant, digest), stop=stop, sigma=sigma)
+    return GenerationRequest(ids, max_new, RowSpec(sigma, derive_row_key(secret, tenant, digest)), stop=stop)
 
 
 def _vote(seqs: list[tuple[int, ...]]) -> list[int]:
@@ -141,7 +140,7 @@ def run_llm(
         await engine.start()
         try:
             base = [prompt(q, 0, "") for q in questions]
-            premium = await _generate(engine, [GenerationRequest(p, N, (0, 0)) for p in base])
+            premium = await _generate(engine, [GenerationRequest(p, N, RowSpec(0.0, (0, 0))) for p in base])
             result: dict[str, Any] = {"sigma_free": sigma, "items": len(base), "tokens": N}
             for keying in keyings:
                 result[keying] = {}
