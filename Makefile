@@ -81,6 +81,7 @@ test: setup setup-vllm prometheus lint typecheck
 bench: setup
 	$(BIN)/python -m bench.modulation
 	$(BIN)/python -m bench.serving
+	$(BIN)/python -m bench.http
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) .aimserve

@@ -12,6 +12,7 @@ bounded by tiers x routes x statuses, never by tenants. Callers pass:
 Per-tier quality is exported as counter pairs so PromQL computes ratios over any window::
 
     sum by (tier) (rate(aim_fidelity_matches_total[5m])) / sum by (tier) (rate(aim_fidelity_rows_total[5m]))
+    # compared with the promise: aim_tier_target_fidelity (deploy/prometheus/rules.yml alerts on drift)
     sum by (tier) (rate(aim_feedback_correct_total[5m])) / sum by (tier) (rate(aim_feedback_total[5m]))
 
 Durations are in seconds everywhere. The methods are on the hot path: they trust their inputs.
@@ -134,6 +135,12 @@ class Metrics:
         self._fb_correct = self._counter("aim_feedback_correct", "Labels equal to the served top-1.", t)
         self._fb_total = self._counter("aim_feedback", "Feedback labels received.", t)
         self._sigma = Gauge("aim_tier_sigma", "Effective sigma of each tier in force.", t, registry=registry)
+        self._target = Gauge(
+            "aim_tier_target_fidelity",
+            "Promised top-1 fidelity of each tier given one.",
+            t,
+            registry=registry,
+        )
         self._tokens = self._counter("aim_generated_tokens", "Tokens generated.", t)
         self._ttft = self._histogram("aim_time_to_first_token_seconds", "Receipt to first token, s.", t)
         self._inter_token = self._histogram("aim_inter_token_seconds", "Between consecutive tokens, s.", t)
@@ -210,6 +217,12 @@ class Metrics:
             self._sigma.remove(tier)
         for tier, sigma in sigmas.items():
             self.set_tier_sigma(tier, sigma)
+
+    def set_tier_targets(self, targets: Mapping[str, float]) -> None:
+        """Replace the promised fidelity per tier (tiers without a ``target_fidelity`` have no series)."""
+        self._target.clear()
+        for tier, target in targets.items():
+            self._target.labels(tier).set(target)
 
     def _sigma_tiers(self) -> set[str]:
         return {s.labels["tier"] for m in self._sigma.collect() for s in m.samples}

@@ -23,6 +23,7 @@ FAMILIES = {
     "aim_feedback_correct": "counter",
     "aim_feedback": "counter",
     "aim_tier_sigma": "gauge",
+    "aim_tier_target_fidelity": "gauge",
     "aim_generated_tokens": "counter",
     "aim_time_to_first_token_seconds": "histogram",
     "aim_inter_token_seconds": "histogram",
@@ -48,6 +49,7 @@ def exercised(metrics: Metrics) -> Metrics:
     metrics.count_feedback("free", True)
     metrics.count_feedback("free", False)
     metrics.set_tier_sigma("free", 1.25)
+    metrics.set_tier_targets({"free": 0.7})
     metrics.observe_tokens("free", 12)
     metrics.observe_ttft("free", 0.2)
     metrics.observe_inter_token("free", 0.03)
@@ -171,6 +173,18 @@ def test_set_tiers_replaces_sigmas_and_drops_removed_tiers_but_keeps_their_count
     assert [k for k in samples(metrics) if k[0] == "aim_tier_sigma"] == [
         ("aim_tier_sigma", frozenset({("tier", "premium")}))
     ]
+
+
+def test_set_tier_targets_replaces_the_promises_in_force():
+    metrics = Metrics(CollectorRegistry())
+    metrics.set_tier_targets({"free": 0.7, "standard": 0.9})
+    metrics.set_tier_targets({"free": 0.75})  # standard now has a fixed sigma: no promise to alert on
+    targets = {
+        dict(labels)["tier"]: v
+        for (name, labels), v in samples(metrics).items()
+        if name == "aim_tier_target_fidelity"
+    }
+    assert targets == {"free": 0.75}
 
 
 def test_a_new_tier_starts_its_quality_counters_at_zero():

@@ -28,6 +28,7 @@ from service.presets import resolve_model_path
 from service.serving.batcher import BatchStats, DynamicBatcher
 from service.serving.generation import BuiltinEngine, GenerationEngine, StepStats, focus_token_ids
 from service.serving.predict import Row, classify_batch, segment_batch
+from service.serving.traffic import TrafficSample
 from service.settings import Settings
 from service.store import EmbeddedRedis, RateLimiter, RedisGate, TenantStore
 from service.store.persistence import check_persistence
@@ -46,6 +47,7 @@ class Components:
     metrics: Metrics
     records: RequestRecords
     focus_resolver: FocusResolver
+    traffic: TrafficSample = field(default_factory=TrafficSample)
     batcher: DynamicBatcher[Row, Any] | None = None
     generator: GenerationEngine | None = None
     _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
@@ -147,7 +149,9 @@ async def start_components(
         metrics.set_model_info(
             model.name, model.task, str(model.device), str(model.dtype).removeprefix("torch.")
         )
-        tiers = TierRegistry(tiers_path, fidelity_solver(model), on_reload=_reload_hook(metrics))
+        targets: dict[str, TierRegistry] = {}
+        tiers = TierRegistry(tiers_path, fidelity_solver(model), on_reload=_reload_hook(metrics, targets))
+        targets["registry"] = tiers
         await asyncio.to_thread(tiers.reload_or_raise)
         store = TenantStore(
             gate, settings.secret, cache_ttl_s=settings.key_cache_ttl_s, grace_s=settings.redis_grace_s
@@ -169,6 +173,8 @@ async def start_components(
             _resolver(model),
             _stack=stack,
         )
+        c.records.start()
+        stack.push_async_callback(c.records.aclose)
         await _start_engine(c)
         return c
     except BaseException:
@@ -176,11 +182,21 @@ async def start_components(
         raise
 
 
-def _reload_hook(metrics: Metrics) -> Callable[[str, dict[str, float]], None]:
+def _reload_hook(
+    metrics: Metrics, holder: dict[str, TierRegistry]
+) -> Callable[[str, dict[str, float]], None]:
+    """Count every load; on success export each tier's σ in force and its promised fidelity.
+
+    ``holder["registry"]`` is the registry the hook belongs to (set right after it is built)."""
+
     def hook(status: str, sigmas: dict[str, float]) -> None:
         metrics.count_tier_reload(status)
         if status == "ok":
             metrics.set_tiers(sigmas)
+            tiers = holder["registry"].current.tiers.values()
+            metrics.set_tier_targets(
+                {t.name: t.target_fidelity for t in tiers if t.target_fidelity is not None}
+            )
 
     return hook
 

@@ -23,6 +23,7 @@ from service.limits import (
     MAX_TEMPERATURE,
     MAX_TOP_K,
 )
+from service.serving.traffic import DEFAULT_MAX_SHARE
 
 
 def _encodable(text: str) -> str:
@@ -174,6 +175,14 @@ class PatchTenant(Strict):
     name: Annotated[Text, Field(min_length=1, max_length=MAX_NAME_CHARS)] | None = None
     tier: Text | None = None
     focus: FocusRequest | None = None
+
+
+class CalibrateTier(Strict):
+    """``POST /admin/tiers/{tier}/calibrate``: re-solve the tier's σ from its recently served outputs."""
+
+    target_fidelity: float | None = Field(default=None, gt=0.0, le=1.0)
+    apply: Literal["live", "file", "none"] = "none"
+    max_tenant_share: float = Field(default=DEFAULT_MAX_SHARE, gt=0.0, le=1.0)
 
 
 class ErrorBody(BaseModel):

@@ -19,8 +19,8 @@ from service.errors import BadInput
 from service.evaluation.metrics import predictions
 from service.evaluation.sampling import modulated_outcome, repeat_keys
 from service.evaluation.spec import check_fraction, check_positive
-from service.evaluation.tierfile import check_tier, write_tier_sigma
 from service.modulation import RowKey, RowSpec
+from service.tiers.tierfile import check_tier, write_tier_sigma
 
 DEFAULT_OUTPUTS = {"semantic-segmentation": 20_000}
 
@@ -46,6 +46,10 @@ def measure(
 
 
 def _settings(args: argparse.Namespace) -> tuple[str, float]:
+    if args.model is None:
+        raise BadInput("--model is required (or --from-traffic URL to re-solve a served tier's σ)")
+    if args.target_fidelity is None and args.target_accuracy is None:
+        raise BadInput("give --target-fidelity or --target-accuracy")
     metric = "fidelity" if args.target_fidelity is not None else "accuracy"
     value = args.target_fidelity if metric == "fidelity" else args.target_accuracy
     check_fraction(value, setting=f"--target-{metric}")

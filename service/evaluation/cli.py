@@ -44,6 +44,10 @@ def _run_coherence(args: argparse.Namespace) -> int:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
+    if args.from_traffic is not None:
+        from service.evaluation.traffic_command import from_traffic_command
+
+        return from_traffic_command(args)
     from service.evaluation.calibrate import calibrate_command
 
     return calibrate_command(args)
@@ -64,10 +68,11 @@ def _model_options(
     default_model: str | None = None,
     data_help: str = _DATA_HELP,
     limit_help: str = "use at most this many inputs (default 1000; 100 images for segmentation)",
+    model_required: bool = True,
 ) -> None:
     p.add_argument(
         "--model",
-        required=default_model is None,
+        required=default_model is None and model_required,
         default=default_model,
         help="preset name or model directory",
     )
@@ -153,8 +158,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     cal = sub.add_parser(
         "calibrate", help="the σ reaching a target fidelity or accuracy; can edit tiers.yaml"
     )
-    _model_options(cal, limit_help="calibration outputs (default 1000; 20000 pixels for segmentation)")
-    target = cal.add_mutually_exclusive_group(required=True)
+    _model_options(
+        cal,
+        limit_help="calibration outputs (default 1000; 20000 pixels for segmentation)",
+        model_required=False,
+    )
+    target = cal.add_mutually_exclusive_group()
     target.add_argument(
         "--target-fidelity", type=float, help="top-1 agreement with the full model, in (0, 1)"
     )
@@ -162,4 +171,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     cal.add_argument("--tiers", default=None, help="a tiers.yaml to write the σ into (needs --tier)")
     cal.add_argument("--tier", default=None, help="the tier of --tiers that gets `sigma: <value>`")
     cal.add_argument("--verify-repeats", type=int, default=3, help="keyed passes measuring the result")
+    cal.add_argument(
+        "--from-traffic",
+        metavar="URL",
+        default=None,
+        help="re-solve --tier's σ from what the service at URL recently served (admin API, AIM_ADMIN_TOKEN)",
+    )
+    cal.add_argument(
+        "--apply",
+        choices=("live", "file", "none"),
+        default="none",
+        help="--from-traffic: put the σ in force now (live), write it into the served tiers.yaml (file), "
+        "or only report it (none, the default)",
+    )
+    cal.add_argument(
+        "--max-tenant-share",
+        type=float,
+        default=None,
+        help="--from-traffic: the largest share of the sample one tenant may hold (default 0.1)",
+    )
     cal.set_defaults(run=_run_calibrate)

@@ -60,10 +60,12 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class ClassResult:
-    """Top-k (class index, probability) of the modulated output, best first, and the clean top-1."""
+    """Top-k (class index, probability) of the modulated output, best first, the clean top-1, and the
+    clean logits (C,) float32 (a view of the batch's logits: copy it to keep it)."""
 
     top: list[tuple[int, float]]
     clean_top1: int
+    logits: torch.Tensor
 
     @property
     def top1(self) -> int:
@@ -120,7 +122,7 @@ def classify_batch(model: LogitsModel, rows: list[Row], projection: RowKey) -> l
     clean = logits.argmax(dim=-1).tolist()
     probs_l, idx_l = probs.tolist(), idx.tolist()
     return [
-        ClassResult(list(zip(idx_l[i][: r.top_k], probs_l[i][: r.top_k], strict=True)), clean[i])
+        ClassResult(list(zip(idx_l[i][: r.top_k], probs_l[i][: r.top_k], strict=True)), clean[i], logits[i])
         for i, r in enumerate(rows)
     ]
 

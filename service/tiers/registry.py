@@ -57,10 +57,12 @@ class TierRegistry:
         self._on_reload = on_reload
         self._lock = threading.Lock()
         self._current: ResolvedTiers | None = None
+        self._from_file: ResolvedTiers | None = None  # the last good file, before live overrides
         self._last_digest: bytes | None = None
         self._signature = _stat(path)  # of the file last loaded (or rejected)
         self._seen: tuple[_Signature, float] = (self._signature, 0.0)  # last signature seen, and since when
         self._watcher: asyncio.Task[None] | None = None
+        self._overrides: dict[str, tuple[Tier, float]] = {}  # tier -> (the file's tier, σ applied live)
         self.last_error: str | None = None
 
     @property
@@ -105,10 +107,40 @@ class TierRegistry:
             problems = [] if self._current is None else refusals(self._current, tiers)
             if problems:
                 raise self._reject("refused", f"{self.path}: {'; '.join(problems)}", "tiers_refused")
-            self._current, self.last_error = tiers, None
+            self._from_file = tiers
+            self._current, self.last_error = self._overridden(tiers), None
             log.info("tiers loaded from %s: %s", self.path, ", ".join(sorted(tiers.tiers)))
             self._notify("ok")
+            return self._current
+
+    def apply_sigma(self, name: str, sigma: float) -> Tier:
+        """Put ``sigma`` in force for tier ``name`` now, without touching the file (BadInput if unknown).
+
+        Counted and reported like a reload. The override outlives reloads while the file still gives that
+        tier exactly what it gave when the override was applied; an edit of that tier drops it.
+        """
+        with self._lock:
+            self.require(name)
+            assert self._from_file is not None  # require() passed: tiers are loaded
+            self._overrides[name] = (self._from_file.tiers[name], float(sigma))
+            self._current = self._overridden(self._from_file)
+            self._notify("ok")
+            return self._current.tiers[name]
+
+    def _overridden(self, tiers: ResolvedTiers) -> ResolvedTiers:
+        """``tiers`` (as parsed from the file) with the live σ overrides that still apply."""
+        for name, (base, _) in list(self._overrides.items()):
+            if tiers.tiers.get(name) != base:
+                del self._overrides[name]
+        if not self._overrides:
             return tiers
+        changed = {
+            name: tier.model_copy(update={"sigma": self._overrides[name][1]})
+            if name in self._overrides
+            else tier
+            for name, tier in tiers.tiers.items()
+        }
+        return tiers.model_copy(update={"tiers": changed})
 
     def _reject(self, status: str, message: str, code: str) -> BadInput:
         self.last_error = message

@@ -50,7 +50,11 @@ MAX_PRIORITY = 100
 
 
 class TierSpec(BaseModel):
-    """One tier as written: exactly one of ``sigma`` (≥ 0) or ``target_fidelity`` (in (0, 1]).
+    """One tier as written: ``sigma`` (≥ 0), ``target_fidelity`` (in (0, 1]), or both.
+
+    ``target_fidelity`` alone: σ is solved on the model's calibration inputs at every load. Both: ``sigma`` is
+    in force (e.g. re-solved from live traffic by ``aimserve calibrate --from-traffic``) and
+    ``target_fidelity`` stays the tier's promise, exported and alerted on but not re-solved.
 
     ``priority`` (0..100, default 0): requests of a higher priority are scheduled before those of a lower
     one, in the classification queue and for admission into the generation batch.
@@ -66,8 +70,8 @@ class TierSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_noise_setting(self) -> Self:
-        if (self.sigma is None) == (self.target_fidelity is None):
-            raise ValueError("give exactly one of sigma or target_fidelity")
+        if self.sigma is None and self.target_fidelity is None:
+            raise ValueError("give sigma, target_fidelity, or both (a sigma calibrated for the target)")
         return self
 
 
@@ -167,7 +171,7 @@ def parse_tiers(text: str, sigma_for_fidelity: SigmaSolver, *, source: str = "ti
 
 def _resolve(name: str, spec: TierSpec, solver: SigmaSolver, source: str) -> Tier:
     sigma = spec.sigma
-    if spec.target_fidelity is not None:
+    if sigma is None and spec.target_fidelity is not None:
         try:
             sigma = float(solver(spec.target_fidelity))
         except Exception as exc:  # the solver is a boundary; any failure rejects the file

@@ -19,6 +19,9 @@ TRAFFIC = {
     "premium": {"matches": 10, "correct": 9, "errors": 0, "latency": 0.2, "sigma": 0.0},
 }
 
+#: Promised fidelity per tier (premium has none): free measures 0.7, so it drifts 0.05 below its target.
+TARGETS = {"free": 0.75}
+
 
 class MetricsServer:
     """Serves ``metrics.render()`` on ``http://127.0.0.1:<port>/metrics``; 401 without ``Bearer <token>``."""
@@ -80,6 +83,7 @@ class TrafficDriver:
         self._thread = threading.Thread(target=self._run, daemon=True)
         metrics.set_model_info("test-model", "text-generation", "cpu", "float32")
         metrics.set_tiers({tier: float(spec["sigma"]) for tier, spec in TRAFFIC.items()})
+        metrics.set_tier_targets(TARGETS)
         metrics.count_tier_reload("ok")
 
     def tick(self, n: int) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from .common import exposed_port, prometheus_config
+from .common import REPO, exposed_port, prometheus_config
 from .prometheus_harness import JOB
 
 
@@ -42,5 +42,6 @@ def test_promtool_accepts_the_config(tmp_path):
     config["scrape_configs"][0]["authorization"]["credentials_file"] = str(token)
     path = tmp_path / "prometheus.yml"
     path.write_text(yaml.safe_dump(config))
+    (tmp_path / "rules.yml").write_text((REPO / "deploy" / "prometheus" / "rules.yml").read_text())
     done = subprocess.run(["promtool", "check", "config", str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

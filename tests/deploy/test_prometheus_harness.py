@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from service.metrics import Metrics
 
 from .dashboard import load_dashboard, panel_queries, substitute
-from .metrics_server import TRAFFIC, MetricsServer, TrafficDriver
+from .metrics_server import TARGETS, TRAFFIC, MetricsServer, TrafficDriver
 from .prometheus_harness import (
     PROMETHEUS_CONFIG,
     PrometheusError,
@@ -148,3 +148,10 @@ def test_dashboard_latency_quantiles_fall_in_the_observed_bucket(scraped):
 def test_dashboard_sigma_shows_the_tiers_in_force(scraped):
     got = by_tier(scraped.query(dashboard_expr("Effective sigma by tier")))
     assert got == {tier: spec["sigma"] for tier, spec in TRAFFIC.items()}
+
+
+@needs_prometheus
+def test_dashboard_drift_is_measured_minus_target_for_tiers_with_a_target(scraped):
+    got = by_tier(scraped.query(dashboard_expr("Fidelity drift from the tier's target (live traffic)")))
+    assert got.keys() == TARGETS.keys()
+    assert got["free"] == pytest.approx(TRAFFIC["free"]["matches"] / 10 - TARGETS["free"], abs=0.03)

@@ -142,3 +142,25 @@ async def test_watcher_picks_up_saved_edits_and_ignores_broken_ones(
         assert [status for status, _ in hook.calls] == ["ok", "ok", "failed", "ok"]
     finally:
         await registry.stop_watching()
+
+
+def test_a_sigma_applied_live_outlives_reloads_until_the_file_changes_that_tier(
+    tmp_path: Path, solver: BisectionSolver
+) -> None:
+    path, hook = tmp_path / "tiers.yaml", Hook()
+    path.write_text(GOOD)
+    registry = TierRegistry(path, solver, on_reload=hook)
+    solved = registry.reload_or_raise().tiers["free"].sigma
+    applied = registry.apply_sigma("free", 2.5)
+    assert (applied.sigma, applied.target_fidelity) == (2.5, 0.7)  # the promise stays, the σ is new
+    assert registry.tier_for("free").sigma == 2.5 and hook.calls[-1] == ("ok", {"premium": 0.0, "free": 2.5})
+    # A reload of the same file (or an edit of another tier) keeps the override ...
+    _write(path, GOOD.replace("sigma: 0.0,", "sigma: 0.1,"))
+    tiers = registry.reload_or_raise()
+    assert tiers.tiers["free"].sigma == 2.5 and tiers.tiers["premium"].sigma == 0.1
+    # ... an edit of that tier drops it: the operator's file wins.
+    _write(path, EDITED)
+    assert registry.reload_or_raise().tiers["free"].sigma != 2.5
+    assert registry.tier_for("free").sigma == solver(0.9) != solved
+    with pytest.raises(BadInput, match="unknown tier 'gold2'"):
+        registry.apply_sigma("gold2", 1.0)

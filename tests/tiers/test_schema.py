@@ -52,8 +52,7 @@ def _const(sigma: float) -> Callable[[float], float]:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        (A + "{sigma: 1.0, target_fidelity: 0.5}", "exactly one of sigma or target_fidelity"),
-        (A + "{}", "exactly one of sigma or target_fidelity"),
+        (A + "{}", "give sigma, target_fidelity, or both"),
         (A + "{sigma: -0.1}", "tiers.a.sigma"),
         (A + "{sigma: .nan}", "tiers.a.sigma"),
         (A + "{sigma: .inf}", "tiers.a.sigma"),
@@ -129,3 +128,10 @@ def test_yaml_booleans_are_not_tier_names() -> None:
     with pytest.raises(ConfigError, match="valid string"):
         parse_tiers(A + "{sigma: 1}\n  no: {sigma: 2}", _const(0.0))
     assert "no" in parse_tiers(A + "{sigma: 1}\n  'no': {sigma: 2}", _const(0.0)).tiers
+
+
+def test_a_sigma_beside_a_target_is_in_force_and_the_target_is_kept_unsolved() -> None:
+    solver = BisectionSolver()
+    tiers = parse_tiers(A + "{sigma: 1.25, target_fidelity: 0.7}", solver)
+    assert (tiers.tiers["a"].sigma, tiers.tiers["a"].target_fidelity) == (1.25, 0.7)
+    assert solver.calls == []

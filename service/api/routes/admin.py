@@ -11,6 +11,7 @@ from service.api.components import Components
 from service.api.deps import AdminDep, ComponentsDep
 from service.api.errors import error_responses
 from service.api.policy import stored_focus
+from service.api.recalibrate import recalibrate
 from service.store import Tenant
 from service.store.idempotency import check_idempotency_key
 
@@ -117,3 +118,10 @@ async def get_tiers(c: ComponentsDep) -> dict[str, Any]:
 async def reload_tiers(c: ComponentsDep) -> dict[str, Any]:
     await c.reload_tiers()
     return tiers_json(c)
+
+
+@router.post("/tiers/{tier}/calibrate")
+async def calibrate_tier(tier: str, body: schemas.CalibrateTier, c: ComponentsDep) -> dict[str, Any]:
+    """Re-solve the tier's σ for its target on recently served outputs (each tenant's share capped)."""
+    done = await recalibrate(c, tier, body.target_fidelity, body.max_tenant_share, body.apply)
+    return {**done.as_json(), "tiers": tiers_json(c)["tiers"]}

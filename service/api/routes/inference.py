@@ -82,6 +82,7 @@ async def classify(
     results: list[ClassResult] = await until_disconnect(request, work)
     labels = c.model.labels
     c.metrics.count_fidelity(caller.tier.name, sum(r.top1 == r.clean_top1 for r in results), len(results))
+    c.traffic.add(caller.tier.name, caller.tenant.id, torch.stack([r.logits for r in results]))
     request_id = new_request_id()
     await c.records.remember(
         request_id, caller.tenant.id, caller.tier.name, [labels[r.top1] for r in results]

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from service.errors import BadInput
-from service.evaluation.tierfile import write_tier_sigma
 from service.tiers.schema import parse_tiers
+from service.tiers.tierfile import write_tier_calibration, write_tier_sigma
 
 TIERS = """\
 # tiers for the demo: keep this header
@@ -69,3 +69,19 @@ def test_unusable_files(tmp_path, content):
 def test_missing_file(tmp_path):
     with pytest.raises(BadInput, match="cannot be read"):
         write_tier_sigma(tmp_path / "nope.yaml", "free", 1.0, "x")
+
+
+def test_a_calibration_from_traffic_keeps_the_target_and_adds_the_sigma_after_it(tmp_path):
+    path = tmp_path / "tiers.yaml"
+    path.write_text(TIERS)
+    write_tier_calibration(path, "free", 2.345678, 0.7, "re-solved from traffic")
+    text = path.read_text()
+    lines = text.splitlines()
+    at = lines.index("    target_fidelity: 0.7        # instead of sigma: solved at startup")
+    # Right after the target and the comment lines that belong to it.
+    assert lines[at + 2] == "    sigma: 2.3457               # re-solved from traffic"
+    assert [line for line in lines if "sigma: 2.3457" not in line] == TIERS.splitlines()
+    free = parse_tiers(text, lambda _f: 0.0).tiers["free"]
+    assert (free.sigma, free.target_fidelity) == (2.3457, 0.7)
+    write_tier_calibration(path, "free", 2.0, 0.7, "again")  # a second run replaces, never duplicates
+    assert path.read_text().count("sigma:") == text.count("sigma:")

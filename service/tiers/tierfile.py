@@ -57,6 +57,26 @@ def write_tier_sigma(path: Path, tier: str, sigma: float, note: str) -> None:
     _atomic_dump(yaml, doc, path)
 
 
+def write_tier_calibration(path: Path, tier: str, sigma: float, target: float, note: str) -> None:
+    """Keep ``tiers.<tier>.target_fidelity = target`` and put ``sigma`` (4 decimals) right after it.
+
+    The tier then promises ``target`` and serves ``sigma`` (see `service.tiers.schema.TierSpec`); ``note``
+    becomes the sigma's end-of-line comment. Other keys and comments stay as they were.
+    """
+    yaml, doc = _load(path)
+    entry = _tier_entry(doc, tier, path)
+    entry.pop("target_accuracy", None)
+    if "target_fidelity" in entry:
+        entry["target_fidelity"] = target
+    else:
+        entry.insert(0, "target_fidelity", target)
+    entry.pop("sigma", None)
+    entry.ca.items.pop("sigma", None)
+    entry.insert(list(entry.keys()).index("target_fidelity") + 1, "sigma", round(float(sigma), 4))
+    entry.yaml_add_eol_comment(f"# {note}", "sigma")
+    _atomic_dump(yaml, doc, path)
+
+
 def _tier_entry(doc: Any, tier: str, path: Path) -> Any:
     tiers = doc.get("tiers") if hasattr(doc, "get") else None
     if tiers is None or not hasattr(tiers, "keys"):

@@ -1,0 +1,162 @@
+"""aimserve through real HTTP, against the naive peer and the raw batched forward, in one run.
+
+For each classifier preset (``minilm-sentiment``: the forward dominates; ``digits``: the HTTP stack does):
+- raw: the model's batched forward loop in this process (batch 1 and batch 32, prepared inputs);
+- aimserve: ``aimserve serve`` in its own process (embedded Redis, a rate-limited tier with σ = 1, so every
+  request pays the key lookup, the rate limit, keyed modulation and its request record);
+- naive: `bench.naive_peer` (FastAPI + transformers, one forward per request), in its own process.
+Both servers get the same closed-loop load (`bench.loadgen`: c = 1, 8, 32 keep-alive connections, one
+held-out input per request, bounded in time). Targets, as ratios of this run: c = 1 p50 <= 1.1x naive;
+c = 32 sentiment >= 0.9x the raw batch-32 forward; c = 32 digits >= 3x naive.
+
+Run: ``python -m bench.http [--seconds S] [--concurrency 1,8,32] [--profile DIR] [preset ...]``; writes
+bench/results/http.json with the machine's load average before and after each measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench.common import write
+from bench.loadgen import drive, encode_posts
+from bench.processes import free_port, new_tenant, spawn, stop, wait_listening
+from bench.profile import summarize
+from service.models import held_out, load_model
+from service.presets import resolve_model_path
+
+ADMIN = "bench-admin-token-0123456789"
+TIERS = (
+    "default_tier: bench\ntiers:\n  bench:\n    sigma: 1.0\n    rate_limit: {requests_per_minute: 10000000}\n"
+)
+
+
+def bodies(folder: Path, n: int = 256) -> tuple[list[Any], list[dict[str, Any]]]:
+    """Held-out inputs (raw) and the ``/v1/classify`` body of each, one input per request."""
+    data = held_out(folder)
+    raw = list(data.inputs)[:n]
+    if data.kind == "text":
+        return raw, [{"inputs": [t]} for t in raw]
+    return raw, [{"inputs": [{"image": base64.b64encode(b).decode()}]} for b in raw]
+
+
+def raw_forward(folder: Path, raw: Sequence[Any], batch: int, seconds: float) -> float:
+    """Rows per second of the bare batched forward loop (inputs prepared beforehand)."""
+    model = load_model(folder)
+    items = [model.prepare(r) for r in raw]
+    model.forward(items[:batch])
+    rows, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for i in range(0, len(items) - batch + 1, batch):
+            model.forward(items[i : i + batch]).argmax(-1).tolist()
+            rows += batch
+    return rows / (time.perf_counter() - start)
+
+
+@contextmanager
+def profiled(pid: int, out: Path | None, name: str, seconds: float) -> Iterator[None]:
+    """``py-spy record`` of ``pid`` while the block runs (raw collapsed stacks in ``out/name.txt``)."""
+    if out is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    cmd = [spy, "record", "-p", str(pid), "-d", str(int(seconds) + 1), "-r", "200", "-f", "raw"]
+    proc = subprocess.Popen([*cmd, "-o", str(out / f"{name}.txt")], stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.wait(timeout=seconds + 30)
+
+
+def load(tag: str) -> dict[str, Any]:
+    return {"when": tag, "loadavg": [round(x, 2) for x in os.getloadavg()]}
+
+
+def measure(preset: str, levels: Sequence[int], seconds: float, profile: Path | None) -> dict[str, Any]:
+    state = Path(os.environ.get("AIM_STATE_DIR", ".aimserve"))
+    folder = resolve_model_path(preset, state)
+    raw, payloads = bodies(folder)
+    result: dict[str, Any] = {"model": preset, "load": [load("start")]}
+    result["raw_rows_per_s"] = {str(b): round(raw_forward(folder, raw, b, seconds), 1) for b in (1, 32)}
+    result["load"].append(load("after raw"))
+    with tempfile.TemporaryDirectory(prefix="aim-bench-") as tmp:
+        tiers = Path(tmp, "tiers.yaml")
+        tiers.write_text(TIERS)
+        env = {"AIM_STATE_DIR": tmp, "AIM_ADMIN_TOKEN": ADMIN, "AIM_SECRET": "bench-secret-0123456789abcdef"}
+        port, peer_port = free_port(), free_port()
+        cli = [sys.executable, "-m", "service.cli", "serve", "--model", str(folder), "--tiers", str(tiers)]
+        # Both start at once (their imports and model loads overlap); the load runs once both listen.
+        service = spawn(
+            [*cli, "--port", str(port), "--log-level", "warning"], port, env, Path(tmp, "svc.log")
+        )
+        naive = spawn(
+            [sys.executable, "-m", "bench.naive_peer", str(folder), str(peer_port)], peer_port, {}, None
+        )
+        try:
+            wait_listening(service)
+            wait_listening(naive)
+            key = new_tenant(port, ADMIN, "bench")
+            targets = {
+                "aimserve": (service, encode_posts(port, "/v1/classify", payloads, key)),
+                "naive": (naive, encode_posts(peer_port, "/v1/classify", payloads)),
+            }
+            for name, (proc, requests) in targets.items():
+                asyncio.run(drive(proc.port, requests[:8], 1, 1.0))  # warm-up
+                runs = []
+                for c in levels:
+                    spied = profile if name == "aimserve" else None
+                    with profiled(proc.pid, spied, f"{preset}-c{c}", seconds):
+                        runs.append(asyncio.run(drive(proc.port, requests, c, seconds)).as_json())
+                    if spied is not None and (spied / f"{preset}-c{c}.txt").exists():
+                        result.setdefault("profile", {})[f"c{c}"] = summarize(spied / f"{preset}-c{c}.txt")
+                    result["load"].append(load(f"after {name} c={c}"))
+                result[name] = runs
+        finally:
+            stop(service)
+            stop(naive)
+    result["ratios"] = ratios(result)
+    return result
+
+
+def ratios(r: dict[str, Any]) -> dict[str, float]:
+    """The issue's targets as ratios of this run (keys name the comparison)."""
+    by_c = {name: {run["concurrency"]: run for run in r[name]} for name in ("aimserve", "naive")}
+    out: dict[str, float] = {}
+    for c, run in by_c["aimserve"].items():
+        naive = by_c["naive"][c]
+        out[f"c{c}_p50_vs_naive"] = round(run["p50_ms"] / naive["p50_ms"], 3)
+        out[f"c{c}_rps_vs_naive"] = round(run["rps"] / naive["rps"], 3)
+        out[f"c{c}_rps_vs_raw_b32"] = round(run["rps"] / r["raw_rows_per_s"]["32"], 3)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.http", description=__doc__.split("\n")[0])
+    parser.add_argument("presets", nargs="*", default=["minilm-sentiment", "digits"])
+    parser.add_argument("--seconds", type=float, default=10.0, help="per load level and target")
+    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated connection counts")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of aimserve here")
+    parser.add_argument("--out", default="http", help="results file name under bench/results/")
+    args = parser.parse_args(argv)
+    levels = [int(c) for c in args.concurrency.split(",")]
+    runs = [measure(p, levels, args.seconds, args.profile) for p in args.presets]
+    for run in runs:
+        print(run["model"], run["raw_rows_per_s"], run["ratios"])
+    print("wrote", write(args.out, {"seconds_per_level": args.seconds, "runs": runs}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

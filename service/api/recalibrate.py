@@ -1,0 +1,87 @@
+"""Re-solving a tier's σ from live traffic: the clean logits it recently served, each tenant's weight capped.
+
+A tier stated as ``target_fidelity`` is solved on the model's calibration inputs, which may not look like the
+traffic it serves. :func:`recalibrate` solves the same target on a bounded sample of the tier's recently
+served unmodulated logits (`service.serving.traffic.TrafficSample`, no tenant above ``max_share`` of it),
+then applies the σ live (`TierRegistry.apply_sigma`) or writes it beside the target in tiers.yaml (comments
+kept; the file watcher puts it in force), or only reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from service.api.components import Components
+from service.errors import BadInput
+from service.modulation.calibration import Top1Curve, solve_sigma
+from service.serving.traffic import TrafficSample
+from service.tiers.tierfile import write_tier_calibration
+
+#: Fewest sampled rows a σ is re-solved from: below it the fidelity estimate's standard error exceeds ~3
+#: points (binomial, p = 0.7).
+MIN_TRAFFIC_ROWS = 250
+Apply = Literal["live", "file", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Recalibration:
+    """What a recalibration found: ``fidelity_before`` / ``fidelity_after`` are the exact expected top-1
+    agreement on the sampled traffic at the old and the new σ."""
+
+    tier: str
+    target_fidelity: float
+    sigma_before: float
+    sigma: float
+    fidelity_before: float
+    fidelity_after: float
+    rows: int
+    tenants: int
+    max_share: float
+    applied: Apply
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def solve_from_traffic(
+    sample: TrafficSample, tier: str, target: float, sigma_now: float, max_share: float
+) -> tuple[float, float, float, int, int]:
+    """(new σ, fidelity at ``sigma_now``, fidelity at the new σ, rows, tenants) on the tier's sample."""
+    logits, tenants = sample.sample(tier, max_share)
+    if len(logits) < MIN_TRAFFIC_ROWS:
+        raise BadInput(
+            f"tier {tier!r} has served {len(logits)} sampled outputs; at least {MIN_TRAFFIC_ROWS} are needed "
+            "to re-solve its sigma from traffic",
+            code="not_enough_traffic",
+        )
+    curve = Top1Curve(logits)
+    try:
+        result = solve_sigma(curve, target)
+    except ValueError as exc:
+        raise BadInput(f"target_fidelity {target:g} on tier {tier!r}'s traffic: {exc}") from None
+    return result.sigma, curve.mean(sigma_now), result.achieved, len(logits), tenants
+
+
+async def recalibrate(
+    c: Components, tier_name: str, target: float | None, max_share: float, apply: Apply
+) -> Recalibration:
+    """Re-solve ``tier_name``'s σ for ``target`` (default: the tier's own target) and apply it as asked."""
+    tier = c.tiers.require(tier_name)
+    goal = target if target is not None else tier.target_fidelity
+    if goal is None:
+        raise BadInput(
+            f"tier {tier_name!r} has a fixed sigma and no target_fidelity; give target_fidelity",
+            code="no_target",
+        )
+    sigma, before, after, rows, tenants = await asyncio.to_thread(
+        solve_from_traffic, c.traffic, tier_name, goal, tier.sigma, max_share
+    )
+    if apply == "live":
+        c.tiers.apply_sigma(tier_name, sigma)
+    elif apply == "file":
+        note = f"re-solved from {rows} served outputs of {tenants} tenants for target_fidelity {goal:g}"
+        await asyncio.to_thread(write_tier_calibration, c.tiers.path, tier_name, sigma, goal, note)
+        await c.reload_tiers()
+    return Recalibration(tier_name, goal, tier.sigma, sigma, before, after, rows, tenants, max_share, apply)

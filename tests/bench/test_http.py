@@ -1,0 +1,23 @@
+"""Smoke run of the HTTP benchmark (bench/http.py) at a small scale, so it cannot rot: both servers start,
+answer every request of the load generator with 200, and the ratios are computed. No speed is asserted."""
+
+from __future__ import annotations
+
+from bench.http import measure
+from tests.live import state_dir
+
+
+def test_http_bench_runs_end_to_end_on_digits(monkeypatch) -> None:
+    monkeypatch.setenv("AIM_STATE_DIR", str(state_dir()))
+    result = measure("digits", [1, 4], seconds=1.0, profile=None)
+    assert result["raw_rows_per_s"]["1"] > 0 and result["raw_rows_per_s"]["32"] > 0
+    for target in ("aimserve", "naive"):
+        runs = result[target]
+        assert [r["concurrency"] for r in runs] == [1, 4]
+        for run in runs:
+            assert run["requests"] > 0 and run["errors"] == 0, (target, run)
+            assert 0 < run["p50_ms"] <= run["p99_ms"]
+    assert set(result["ratios"]) == {
+        f"c{c}_{name}" for c in (1, 4) for name in ("p50_vs_naive", "rps_vs_naive", "rps_vs_raw_b32")
+    }
+    assert all(len(entry["loadavg"]) == 3 for entry in result["load"])
