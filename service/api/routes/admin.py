@@ -120,7 +120,7 @@ async def reload_tiers(c: ComponentsDep) -> dict[str, Any]:
     return tiers_json(c)
 
 
-@router.post("/tiers/{tier}/calibrate")
+@router.post("/tiers/{tier}/calibrate", responses=_BODY)
 async def calibrate_tier(tier: str, body: schemas.CalibrateTier, c: ComponentsDep) -> dict[str, Any]:
     """Re-solve the tier's σ for its target on recently served outputs (each tenant's share capped)."""
     done = await recalibrate(c, tier, body.target_fidelity, body.max_tenant_share, body.apply)
