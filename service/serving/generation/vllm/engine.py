@@ -127,11 +127,13 @@ class VllmEngine:
             )
         self._inflight += 1
         try:
+            sent = time.monotonic()
             response, chunks, first = await self._open(client, req)
+            waited = time.monotonic() - sent
         except BaseException:
             self._inflight -= 1
             raise
-        stream = _Stream(self, response, chunks, first, len(req.prompt_ids))
+        stream = _Stream(self, response, chunks, first, (len(req.prompt_ids), waited))
         self._streams.add(stream)
         return stream
 
@@ -197,11 +199,11 @@ class _Stream:
         response: httpx.Response,
         chunks: AsyncIterator[dict[str, Any]],
         first: dict[str, Any] | None,
-        prompt_tokens: int,
+        prompt: tuple[int, float],
     ) -> None:
         self._engine = engine
         self._response = response
-        self._events = self._run(chunks, first, prompt_tokens)
+        self._events = self._run(chunks, first, prompt)
         self._closed = False
         self.ending = False
 
@@ -219,9 +221,11 @@ class _Stream:
             self._engine._release(self)
 
     async def _run(
-        self, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None, prompt_tokens: int
+        self, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None, prompt: tuple[int, float]
     ) -> AsyncGenerator[GenerationEvent, None]:
-        start = time.monotonic()
+        """``prompt``: (prompt tokens, seconds from sending to vLLM's first chunk, reported as the queue
+        wait: vLLM's queueing plus its prefill, an upper bound of the wait itself)."""
+        prompt_tokens, queue_wait_s = prompt
         text: list[str] = []
         tokens: list[int] = []
         agree = steps = 0
@@ -251,7 +255,7 @@ class _Stream:
             raise _lost(exc) from None
         usage = Usage(prompt_tokens, completion or steps)
         fidelity = Fidelity(agree, steps)
-        yield GenerationDone("".join(text), reason, usage, fidelity, tuple(tokens), time.monotonic() - start)  # type: ignore[arg-type]
+        yield GenerationDone("".join(text), reason, usage, fidelity, tuple(tokens), queue_wait_s)  # type: ignore[arg-type]
 
 
 async def _prepend(
