@@ -17,11 +17,23 @@ import pytest
 from service.models import held_out
 from service.presets import build_preset
 from service.store import EmbeddedRedis
+from tests.api.conftest import TIERS
 from tests.deploy.dashboard import load_dashboard, panel_queries, substitute
 from tests.deploy.prometheus_harness import PrometheusHarness, find_prometheus
 from tests.live import METRICS_TOKEN, LiveService, state_dir
 
 ROWS = 120
+
+
+@pytest.fixture
+def promised_tiers(tmp_path: Path) -> Path:
+    """The API tests' tiers, with the free tier's σ kept beside a promised fidelity (a tier may give both:
+    the σ is in force, the target is exported), so the drift panel has a target to compare with."""
+    path = tmp_path / "tiers.yaml"
+    text = TIERS.replace("    sigma: 4.0\n", "    sigma: 4.0\n    target_fidelity: 0.7\n", 1)
+    assert text != TIERS
+    path.write_text(text)
+    return path
 
 
 def _tier_values(result: list[dict[str, object]]) -> dict[str, float]:
@@ -30,13 +42,13 @@ def _tier_values(result: list[dict[str, object]]) -> dict[str, float]:
 
 @pytest.mark.skipif(find_prometheus() is None, reason="prometheus not installed (make test installs it)")
 def test_every_dashboard_query_returns_data_and_free_is_below_premium(
-    redis_server: EmbeddedRedis, sentiment_preset: str, module_tiers: Path
+    redis_server: EmbeddedRedis, sentiment_preset: str, promised_tiers: Path
 ) -> None:
     build_preset("smollm2-135m", state_dir())
     data = held_out(state_dir() / "presets" / sentiment_preset)
     texts, labels = list(data.inputs)[:ROWS], list(data.labels)[:ROWS]  # type: ignore[arg-type]
-    clf = LiveService(sentiment_preset, module_tiers, redis_server.url).start()
-    llm = LiveService("smollm2-135m", module_tiers, redis_server.url).start()
+    clf = LiveService(sentiment_preset, promised_tiers, redis_server.url).start()
+    llm = LiveService("smollm2-135m", promised_tiers, redis_server.url).start()
     try:
         with PrometheusHarness(
             [f"127.0.0.1:{clf.port}", f"127.0.0.1:{llm.port}"], metrics_token=METRICS_TOKEN
