@@ -1,24 +1,23 @@
 """A dynamic batcher: rows of all tenants are gathered into one forward pass and answered one by one.
 
 Contract:
-- Admission comes first and is cheap: ``admit(tenant, priority, rows)`` reserves queue room for a
-  request before the caller prepares (tokenizes, decodes) its inputs, or refuses at once:
-  ``PayloadTooLarge`` (413 ``too_many_inputs``) for more rows than a request may ever have,
-  ``Unavailable`` (503 ``overloaded``, with Retry-After) when the queue is full or the expected wait
-  (batches of queued rows of the same or higher priority, plus the running one, x the measured
-  batch time) exceeds ``max_queue_wait_s``, ``RateLimited`` (429 ``too_many_in_flight``) when the
-  tenant already has ``max_tenant_rows`` rows queued or running. No request times out in the queue.
+- Admission comes first and is cheap: ``admit(tenant, priority, rows)`` reserves queue room before the
+  caller prepares (tokenizes, decodes) its inputs, or refuses at once (413, 429 or 503 with Retry-After:
+  `service.serving.admission`); the expected wait is the batches of queued rows of the same or higher
+  priority, plus the running one, x the measured batch time. No request times out in the queue.
 - Rows are taken in `FairQueue` order: higher priority first, round-robin by row between tenants; one
-  batch holds rows of one priority, so lower tiers' rows never slow a higher tier's batch.
-  A batch holds at most ``max_batch_size`` rows whose summed cost is at most ``max_batch_cost``
-  (a single row always runs), so no request holds the model for longer than one such batch.
-- An idle worker dispatches at once: it waits (up to ``max_wait_s``) only while an admitted request
-  is still preparing its rows, i.e. while a batch is known to be forming. Rows that arrive during a
-  forward pass form the next batch, which starts as soon as the pass ends.
+  batch holds rows of one priority, at most ``max_batch_size`` rows whose summed cost is at most
+  ``max_batch_cost`` (a single row always runs): no request holds the model longer than one such batch.
+- **Sub-batches.** The worker is not preemptive: a row that arrives mid-batch waits for the running
+  batch. So while a higher priority is active, a lower priority's batch is a small one (a fraction of
+  ``max_batch_cost``: `Reservations.cost_room`); between two batches the highest priority queued goes
+  first, and a lower batch is held back (up to ``max_wait_s``) while a higher tier's request prepares.
+- An idle worker dispatches at once: it waits (up to ``max_wait_s``) only while an admitted request of
+  the batch's priority is still preparing its rows. Rows that arrive during a forward pass form the
+  next batch, which starts when the pass ends.
 - A row whose caller went away (its future was cancelled: client disconnect) is dropped before the
-  forward pass, so the model spends no time on it.
-- ``run_batch`` runs in a dedicated thread and returns one result per row, in order; an exception
-  fails every row of that batch.
+  forward pass. ``run_batch`` runs in a dedicated thread and returns one result per row, in order; an
+  exception fails every row of that batch.
 """
 
 from __future__ import annotations
@@ -28,13 +27,13 @@ import contextlib
 import functools
 import math
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from service.errors import PayloadTooLarge, RateLimited, Unavailable
+from service.errors import Unavailable
+from service.serving.admission import BatchLimits, Reservations
 from service.serving.fairqueue import FairQueue
 
 T = TypeVar("T")
@@ -61,39 +60,6 @@ class BatchStats:
     waits: list[float]
     payloads: Sequence[object]
     run_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class BatchLimits:
-    """max_batch_size: rows per forward pass; max_wait_s: the longest an idle worker waits for a forming
-    batch; max_queue: rows queued or admitted; max_tenant_rows: one tenant's rows queued or running;
-    max_batch_cost: summed row cost of one batch (the model's unit: tokens or pixels);
-    max_queue_wait_s: the expected wait above which a request is refused at once."""
-
-    max_batch_size: int
-    max_wait_s: float
-    max_queue: int
-    max_tenant_rows: int | None = None
-    max_batch_cost: float = math.inf
-    max_queue_wait_s: float = math.inf
-
-    def __post_init__(self) -> None:
-        tenant_rows = self.max_queue if self.max_tenant_rows is None else self.max_tenant_rows
-        if min(self.max_batch_size, self.max_queue, tenant_rows) < 1 or self.max_wait_s < 0:
-            raise ValueError(
-                f"max_batch_size ({self.max_batch_size}), max_queue ({self.max_queue}) and "
-                f"max_tenant_rows ({tenant_rows}) must be >= 1, max_wait_s ({self.max_wait_s}) >= 0"
-            )
-        if not self.max_batch_cost > 0 or not self.max_queue_wait_s > 0:
-            raise ValueError(
-                f"max_batch_cost ({self.max_batch_cost}) and max_queue_wait_s ({self.max_queue_wait_s}) "
-                "must be > 0"
-            )
-
-    @property
-    def max_request_rows(self) -> int:
-        """The most rows one request can ever be admitted with."""
-        return min(self.max_queue, self.max_tenant_rows or self.max_queue)
 
 
 class Ticket(Generic[T, R]):
@@ -132,8 +98,7 @@ class DynamicBatcher(Generic[T, R]):
         self._on_batch = on_batch
         self._queue: FairQueue[_Row[T, R]] = FairQueue()
         self._arrived = asyncio.Event()
-        self._reserved = 0  # rows admitted whose caller is still preparing them
-        self._in_flight: Counter[str] = Counter()  # per tenant: rows reserved, queued or running
+        self._book = Reservations(self.limits)
         self._batch_s = 0.0  # running estimate of one batch's time (0 until measured)
         self._running = False  # a forward pass is in progress
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aim-forward")
@@ -142,7 +107,7 @@ class DynamicBatcher(Generic[T, R]):
     @property
     def depth(self) -> int:
         """Rows waiting for a batch (admitted ones still preparing included)."""
-        return len(self._queue) + self._reserved
+        return len(self._queue) + self._book.reserved.total()
 
     @property
     def batch_seconds(self) -> float:
@@ -167,24 +132,23 @@ class DynamicBatcher(Generic[T, R]):
     def expected_wait(self, priority: int) -> float:
         """Seconds before a new request of ``priority`` would reach the model, by the measured batch time
         (0 on an idle worker: an idle server never refuses by expected wait)."""
-        ahead = self._queue.ahead_of(priority) + self._reserved
+        ahead = self._queue.ahead_of(priority) + self._book.reserved_from(priority)
         batches = math.ceil(ahead / self.limits.max_batch_size) + (1 if self._running else 0)
         return batches * self._batch_s
 
     @contextlib.asynccontextmanager
     async def admit(self, tenant: str, priority: int, rows: int) -> AsyncIterator[Ticket[T, R]]:
         """Reserve room for ``rows`` rows of ``tenant`` or refuse at once (see the module docstring)."""
-        self._check_admission(tenant, priority, rows)
+        if self._task is None:
+            raise Unavailable("the model is not serving yet", code="not_ready", retry_after=1)
+        self._book.reserve(tenant, priority, rows, self.depth, self.expected_wait(priority))
         ticket = Ticket(self, tenant, priority, rows)
-        self._reserved += rows
-        self._in_flight[tenant] += rows
         try:
             yield ticket
         finally:
             if ticket.open:  # never ran: give the room back
                 ticket.open = False
-                self._reserved -= rows
-                self._release(tenant, rows)
+                self._book.settle(tenant, priority, rows, queued=0)
                 self._arrived.set()  # a waiting worker need not wait for this request any more
 
     async def submit(self, payloads: Sequence[T], tenant: str = "", priority: int = 0) -> list[R]:
@@ -192,50 +156,18 @@ class DynamicBatcher(Generic[T, R]):
         async with self.admit(tenant, priority, len(payloads)) as ticket:
             return await ticket.run(payloads)
 
-    def _check_admission(self, tenant: str, priority: int, rows: int) -> None:
-        if self._task is None:
-            raise Unavailable("the model is not serving yet", code="not_ready", retry_after=1)
-        lim = self.limits
-        if rows > lim.max_request_rows:
-            raise PayloadTooLarge(
-                f"this request has {rows} inputs; a request may have at most {lim.max_request_rows}",
-                code="too_many_inputs",
-            )
-        wait = self.expected_wait(priority)
-        if lim.max_tenant_rows is not None and self._in_flight[tenant] + rows > lim.max_tenant_rows:
-            raise RateLimited(
-                f"this tenant already has {self._in_flight[tenant]} inputs in flight; at most "
-                f"{lim.max_tenant_rows} may be queued or running at once",
-                code="too_many_in_flight",
-                retry_after=max(1.0, wait),
-            )
-        if self.depth + rows > lim.max_queue:
-            raise Unavailable(
-                f"the request queue is full ({lim.max_queue} rows); retry shortly",
-                code="overloaded",
-                retry_after=max(1.0, wait),
-            )
-        if wait > lim.max_queue_wait_s:
-            raise Unavailable(
-                f"the expected wait ({wait:.1f} s) exceeds {lim.max_queue_wait_s:g} s; retry shortly",
-                code="overloaded",
-                retry_after=wait,
-            )
-
     async def _run_ticket(
         self, ticket: Ticket[T, R], payloads: Sequence[T], costs: Sequence[float]
     ) -> list[R]:
         ticket.open = False
-        self._reserved -= ticket.rows
-        self._release(ticket.tenant, ticket.rows - len(payloads))
+        self._book.settle(ticket.tenant, ticket.priority, ticket.rows, queued=len(payloads))
         loop = asyncio.get_running_loop()
         rows = [
             _Row[T, R](p, loop.create_future(), c, ticket.priority)
             for p, c in zip(payloads, costs, strict=True)
         ]
-        release = functools.partial(self._row_done, ticket.tenant)
         for row in rows:
-            row.future.add_done_callback(release)
+            row.future.add_done_callback(functools.partial(self._book.row_done, ticket.tenant))
         self._queue.push(ticket.priority, ticket.tenant, rows)
         self._arrived.set()
         try:
@@ -247,36 +179,41 @@ class DynamicBatcher(Generic[T, R]):
                 row.future.cancel()
             raise
 
-    def _row_done(self, tenant: str, _future: asyncio.Future[R]) -> None:
-        self._release(tenant, 1)
+    def _take(self, priority: int, room: int, cost_room: float) -> list[_Row[T, R]]:
+        return self._queue.take(room, cost_room, lambda r: r.cost, lambda r: r.future.done(), priority)
 
-    def _release(self, tenant: str, rows: int) -> None:
-        left = self._in_flight[tenant] - rows
-        if left > 0:
-            self._in_flight[tenant] = left
-        else:
-            del self._in_flight[tenant]
-
-    def _take(self, room: int, cost_room: float, only: int | None = None) -> list[_Row[T, R]]:
-        return self._queue.take(room, cost_room, lambda r: r.cost, lambda r: r.future.done(), only)
+    async def _arrival(self, timeout: float | None) -> None:
+        """Wait for rows to be queued or a reservation to end, at most ``timeout`` seconds."""
+        self._arrived.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._arrived.wait(), timeout)
 
     async def _gather(self) -> list[_Row[T, R]]:
         lim = self.limits
-        while not (rows := self._take(lim.max_batch_size, lim.max_batch_cost)):
-            self._arrived.clear()
-            await self._arrived.wait()
+        hold_until: float | None = None  # how long a lower batch waits for a higher tier's rows
+        while True:
+            top = self._queue.top()
+            if top is None:
+                await self._arrival(None)
+                continue
+            if self._book.reserved_from(top + 1) > 0:
+                hold_until = hold_until or time.perf_counter() + lim.max_wait_s
+                if (left := hold_until - time.perf_counter()) > 0:
+                    await self._arrival(left)
+                    continue
+            cost_room = self._book.cost_room(top)
+            if rows := self._take(top, lim.max_batch_size, cost_room):
+                break
         deadline = time.perf_counter() + lim.max_wait_s
-        # Wait for company only while an admitted request is still preparing its rows.
-        while self._reserved > 0 and len(rows) < lim.max_batch_size:
+        # Wait for company only while an admitted request of this priority is still preparing its rows.
+        while self._book.reserved[top] > 0 and len(rows) < lim.max_batch_size:
             left = deadline - time.perf_counter()
             if left <= 0:
                 break
-            self._arrived.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), left)
+            await self._arrival(left)
             spent = sum(r.cost for r in rows)
-            more = self._take(lim.max_batch_size - len(rows), lim.max_batch_cost - spent, rows[0].priority)
-            if not more and spent >= lim.max_batch_cost:
+            more = self._take(top, lim.max_batch_size - len(rows), cost_room - spent)
+            if not more and spent >= cost_room:
                 break
             rows.extend(more)
         return rows
@@ -302,7 +239,7 @@ class DynamicBatcher(Generic[T, R]):
                 self._running = False
             took = time.perf_counter() - start
             self._batch_s = (
-                took if self._batch_s == 0 else (1 - EWMA_WEIGHT) * self._batch_s + EWMA_WEIGHT * took
+                took if not self._batch_s else self._batch_s + EWMA_WEIGHT * (took - self._batch_s)
             )
             if self._on_batch is not None:
                 self._on_batch(BatchStats(len(rows), waits, payloads, took))

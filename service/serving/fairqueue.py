@@ -35,6 +35,10 @@ class FairQueue(Generic[E]):
         queue.extend(entries)
         self._size += len(queue) - before
 
+    def top(self) -> int | None:
+        """The highest priority with entries queued (dead ones included), None when empty."""
+        return max(self._levels, default=None)
+
     def ahead_of(self, priority: int) -> int:
         """Entries that a new entry of ``priority`` would wait behind (same or higher priority)."""
         return sum(len(q) for p, level in self._levels.items() if p >= priority for q in level.values())

@@ -1,23 +1,26 @@
 """The noisy neighbour, against the real sentiment service: a free tenant floods inside its limits (the
 largest request its compute budget allows, five at a time, without pause); premium's p99 latency stays
-within 2x its idle p99 plus two batch times (the issue's target is one: see the assertion)."""
+within 2x its idle p99 plus one batch time (a batch at the cost limit, measured on the same server)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from service.store import EmbeddedRedis
 from tests.api.test_admission_http import LONG, SHORT
-from tests.live import LiveService
+from tests.live import LiveService, wait_for
 
 SAMPLES = 12
 FLOODERS = 5
+FLOOD = {"inputs": [LONG] * 8}  # 8 x 512 tokens: the whole per-request budget, 4 batches at the cost limit
 
 
 def _p99(latencies: list[float]) -> float:
@@ -33,10 +36,10 @@ def _forward(service: LiveService) -> tuple[float, float]:
     return float(found["sum"]), float(found["count"])
 
 
-def _premium_latencies(service: LiveService, key: str) -> list[float]:
+def _premium_latencies(service: LiveService, key: str, samples: int = SAMPLES) -> list[float]:
     out = []
     with service.client(key) as c:
-        for i in range(SAMPLES):
+        for i in range(samples):
             t0 = time.perf_counter()
             r = c.post("/v1/classify", json={"inputs": [f"{SHORT} ({i})"]})
             out.append(time.perf_counter() - t0)
@@ -44,7 +47,17 @@ def _premium_latencies(service: LiveService, key: str) -> list[float]:
     return out
 
 
-def test_premium_p99_under_a_free_flood_stays_within_twice_idle_plus_two_batches(
+def _reference(service: LiveService, premium: str) -> tuple[float, float]:
+    """(premium's idle p99, the time of one batch at the cost limit) on the idle service."""
+    idle = _p99(_premium_latencies(service, premium))
+    before = _forward(service)
+    with service.client(premium) as c:  # premium's batches are never split: full-cost batches
+        assert c.post("/v1/classify", json=FLOOD).status_code == 200
+    after = _forward(service)
+    return idle, (after[0] - before[0]) / (after[1] - before[1])
+
+
+def test_premium_p99_under_a_free_flood_stays_within_twice_idle_plus_one_batch(
     redis_server: EmbeddedRedis, sentiment_preset: str, module_tiers: Path
 ) -> None:
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
@@ -57,44 +70,48 @@ def test_premium_p99_under_a_free_flood_stays_within_twice_idle_plus_two_batches
         _, premium = service.new_tenant("premium")
         _, free = service.new_tenant("free")
         _premium_latencies(service, premium)  # warm-up
-        idle = _p99(_premium_latencies(service, premium))
-        flood_body = {"inputs": [LONG] * 8}  # 8 x 512 tokens: the whole per-request budget
-        before = _forward(service)
-        with service.client(free) as c:  # alone: the time of a full-cost batch, from the service's metrics
-            assert c.post("/v1/classify", json=flood_body).status_code == 200
-        after = _forward(service)
-        batch = (after[0] - before[0]) / (after[1] - before[1])
+        idle, batch = _reference(service, premium)
         stop = threading.Event()
         served: list[int] = []
+        clients = [service.client(free) for _ in range(FLOODERS)]
 
-        def flood() -> None:
-            with service.client(free) as c:
+        def flood(c: httpx.Client) -> None:
+            with contextlib.suppress(httpx.HTTPError, RuntimeError):  # closed under it: the flood ends
                 while not stop.is_set():
-                    served.append(c.post("/v1/classify", json=flood_body).status_code)
+                    served.append(c.post("/v1/classify", json=FLOOD).status_code)
 
-        threads = [threading.Thread(target=flood) for _ in range(FLOODERS)]
+        threads = [threading.Thread(target=flood, args=(c,)) for c in clients]
         for t in threads:
             t.start()
-        time.sleep(4 * batch)  # the flood is queued
+        time.sleep(2 * batch)  # the flood is queued
         start = _forward(service)
         loaded = _premium_latencies(service, premium)
         end = _forward(service)
         stop.set()
+        for c in clients:  # the server drops the abandoned rows: no waiting for the flood to drain
+            c.close()
         for t in threads:
             t.join(120)
+        assert service.components is not None and wait_for(lambda: service.components.queue_depth == 0)
+        _premium_latencies(service, premium, 1)  # waits out the last free batch
+        idle_after, batch_after = _reference(service, premium)
     finally:
         service.stop()
+    # The reference is measured before and after the flood and the larger kept: on a shared machine the
+    # CPU left to the service changes within seconds (that is the only tolerance; on a quiet 2-core machine
+    # p99 measured 0.13 s against a bound of 0.23 s).
+    idle, batch = max(idle, idle_after), max(batch, batch_after)
     p99 = _p99(loaded)
-    # One batch under the flood: the free batches run while premium was measured share the CPU with the
-    # flood's own preparation. Premium's single-row batches (one per request) are left out of the count
-    # but not out of the time, which overstates the batch time by their few ms.
-    flood_batch = (end[0] - start[0]) / max(1.0, end[1] - start[1] - SAMPLES)
-    batch = max(batch, flood_batch)
-    print(f"premium p99 idle {idle:.3f} s, under flood {p99:.3f} s, one batch {batch:.3f} s")
-    assert served.count(200) >= FLOODERS  # the flood ran alongside premium
-    # The issue's target is 2 x idle + ONE batch. Scheduling is not preemptive and premium's client is
-    # closed-loop (its next request arrives just after the next free batch started), so premium waits
-    # about one full batch every time, and on a quiet 2-core machine its p99 measured 0.74-0.81 s against
-    # 2 x idle + one batch = 0.54-0.77 s (before fair scheduling: 34 s). What holds reliably, and is
-    # asserted, is one batch more: the running batch plus the CPU the flood's own preparation takes.
-    assert p99 <= 2 * idle + 2 * batch, f"p99 {p99:.3f} s > 2 x {idle:.3f} + 2 x {batch:.3f}"
+    # The free batches that ran while premium was measured (premium's own one-row batches left out of
+    # the count, not of the time: a few ms each): sub-batches, since premium is active.
+    sub_batch = (end[0] - start[0]) / max(1.0, end[1] - start[1] - SAMPLES)
+    print(
+        f"load {os.getloadavg()[0]:.1f}: premium p99 idle {idle:.3f} s, under flood {p99:.3f} s, "
+        f"one batch {batch:.3f} s, a free sub-batch under the flood {sub_batch:.3f} s"
+    )
+    assert set(served) <= {200} and end[1] - start[1] - SAMPLES >= SAMPLES / 2  # the flood ran meanwhile
+    # The issue's bound. The worker is not preemptive and premium's client is closed-loop (its next
+    # request arrives just after the next free batch started), so premium waits for one free batch every
+    # time: a sub-batch, a quarter of a full batch's cost, while premium is active.
+    bound = 2 * idle + batch
+    assert p99 <= bound, f"p99 {p99:.3f} s > 2 x {idle:.3f} + {batch:.3f} s"

@@ -125,3 +125,41 @@ def test_a_request_is_refused_at_once_when_its_expected_wait_is_too_long() -> No
     err = _run(main())
     assert err.code == "overloaded" and "expected wait" in err.message
     assert int(err.headers["Retry-After"]) >= 1
+
+
+def test_a_lower_tier_runs_sub_batches_while_a_higher_tier_is_active() -> None:
+    rec = Recorder()
+
+    async def main() -> None:
+        b = DynamicBatcher(rec, max_batch_size=32, max_wait_s=0.0, max_queue=100, max_batch_cost=8)
+        await b.start()
+        await b.submit([1, 2, 3, 4], "free", 0)  # alone: one batch of cost 4 (limit 8)
+        await b.submit([5], "premium", 2)  # premium is active from now on
+        await b.submit([6, 7, 8, 9], "free", 0)  # sub-batches: cost limit 8 / SUB_BATCH_SHARE = 2
+        await b.stop()
+
+    _run(main())
+    assert rec.batches == [[1, 2, 3, 4], [5], [6, 7], [8, 9]]
+
+
+def test_a_lower_batch_waits_briefly_for_a_higher_tier_request_that_is_preparing() -> None:
+    rec = Recorder()
+
+    async def main() -> None:
+        b = DynamicBatcher(rec, max_batch_size=1, max_wait_s=2.0, max_queue=100)
+        await b.start()
+        rec.gate.clear()
+        held = asyncio.create_task(b.submit([0], "x", 0))  # occupies the worker
+        await asyncio.sleep(0.05)
+        free = asyncio.create_task(b.submit([1], "free", 0))
+        async with b.admit("premium", 2, 1) as ticket:  # admitted, still "tokenizing" when the pass ends
+            await asyncio.sleep(0.05)
+            rec.gate.set()
+            await asyncio.sleep(0.2)  # well inside max_wait_s: the free row is held back meanwhile
+            assert rec.batches == [[0]]
+            await ticket.run([2])
+        await asyncio.gather(held, free)
+        await b.stop()
+
+    _run(main())
+    assert rec.batches == [[0], [2], [1]]
