@@ -80,6 +80,18 @@ def profiled(pid: int, out: Path | None, name: str, seconds: float) -> Iterator[
         proc.wait(timeout=seconds + 30)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far, all threads (Linux ``/proc``; 0 elsewhere).
+
+    CPU per answered request is what a loaded machine distorts least: wall times stretch with the
+    other processes' load, the work a request costs much less."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def load(tag: str) -> dict[str, Any]:
     return {"when": tag, "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
@@ -117,8 +129,12 @@ def measure(preset: str, levels: Sequence[int], seconds: float, profile: Path | 
                 runs = []
                 for c in levels:
                     spied = profile if name == "aimserve" else None
+                    cpu = cpu_seconds(proc.pid)
                     with profiled(proc.pid, spied, f"{preset}-c{c}", seconds):
-                        runs.append(asyncio.run(drive(proc.port, requests, c, seconds)).as_json())
+                        run = asyncio.run(drive(proc.port, requests, c, seconds)).as_json()
+                    cpu = cpu_seconds(proc.pid) - cpu
+                    run["server_cpu_ms_per_request"] = round(1000 * cpu / max(1, run["requests"]), 3)
+                    runs.append(run)
                     if spied is not None and (spied / f"{preset}-c{c}.txt").exists():
                         result.setdefault("profile", {})[f"c{c}"] = summarize(spied / f"{preset}-c{c}.txt")
                     result["load"].append(load(f"after {name} c={c}"))
@@ -139,6 +155,9 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
         out[f"c{c}_p50_vs_naive"] = round(run["p50_ms"] / naive["p50_ms"], 3)
         out[f"c{c}_rps_vs_naive"] = round(run["rps"] / naive["rps"], 3)
         out[f"c{c}_rps_vs_raw_b32"] = round(run["rps"] / r["raw_rows_per_s"]["32"], 3)
+        if naive.get("server_cpu_ms_per_request"):
+            cpu = run["server_cpu_ms_per_request"] / naive["server_cpu_ms_per_request"]
+            out[f"c{c}_cpu_per_request_vs_naive"] = round(cpu, 3)
     return out
 
 

@@ -6,7 +6,8 @@ active: those are counted as waiting. :func:`summarize` gives, of the other (bus
 each bucket (the first bucket whose pattern matches any frame of the stack wins, so order is priority) and
 the heaviest leaf frames.
 
-Run: ``python -m bench.profile <raw file> ...``.
+Run: ``python -m bench.profile <raw file> ...`` (buckets, heaviest leaves, then the request path's frames by
+inclusive share).
 """
 
 from __future__ import annotations
@@ -74,6 +75,23 @@ def summarize(path: Path, top: int = 8) -> dict[str, Any]:
     }
 
 
+#: Frames of the request path named in the inclusive view (the layers between the socket and the model).
+REQUEST_PATH = re.compile(r"service/|fastapi/|starlette/|redis/|uvicorn/|h11/|httptools|pydantic")
+
+
+def inclusive(path: Path, top: int = 40) -> list[tuple[str, float]]:
+    """Request-path frames by inclusive share of the busy samples (a frame counts once per stack)."""
+    stacks = _stacks(path)
+    busy = {frames: n for frames, n in stacks.items() if not IDLE_LEAF.search(frames[-1])}
+    total = max(sum(busy.values()), 1)
+    shares: Counter[str] = Counter()
+    for frames, n in busy.items():
+        for frame in set(frames):
+            if REQUEST_PATH.search(frame):
+                shares[frame] += n
+    return [(frame, round(n / total, 3)) for frame, n in shares.most_common(top)]
+
+
 def main(argv: list[str]) -> int:
     for name in argv:
         s = summarize(Path(name))
@@ -82,6 +100,8 @@ def main(argv: list[str]) -> int:
             print(f"  {share:6.1%}  {bucket}")
         for frame, share in s["top_leaves"]:
             print(f"  leaf {share:6.1%}  {frame}")
+        for frame, share in inclusive(Path(name)):
+            print(f"  incl {share:6.1%}  {frame}")
     return 0
 
 
