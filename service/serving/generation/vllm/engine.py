@@ -14,9 +14,8 @@ error event or a 503) and tells the backend, which restarts a supervised child.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,21 +24,13 @@ from service.errors import BadInput, Unavailable
 from service.models import LoadedModel
 from service.serving.generation.engine import eos_ids
 from service.serving.generation.interface import EngineStats, EventStream
-from service.serving.generation.types import (
-    Fidelity,
-    GenerationDone,
-    GenerationEvent,
-    GenerationRequest,
-    TokenDelta,
-    Usage,
-    validate_request,
-)
+from service.serving.generation.types import GenerationRequest, validate_request
 from service.serving.generation.vllm.config import VllmSettings
+from service.serving.generation.vllm.stream import RETRY_AFTER_S, VllmStream, chunks, error_message, lost
 from service.serving.generation.vllm.supervisor import Backend, RemoteVllm, VllmChild
 from service.serving.generation.vllm.xargs import encode
 from service.settings import Settings
 
-RETRY_AFTER_S = 5.0
 OVERLOAD_RETRY_AFTER_S = 1.0
 
 
@@ -73,7 +64,7 @@ class VllmEngine:
         self._limit = max_running + max_queue
         self._stall_s = stall_s
         self._inflight = 0
-        self._streams: set[_Stream] = set()
+        self._streams: set[VllmStream] = set()
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -128,12 +119,14 @@ class VllmEngine:
         self._inflight += 1
         try:
             sent = time.monotonic()
-            response, chunks, first = await self._open(client, req)
+            response, rest, first = await self._open(client, req)
             waited = time.monotonic() - sent
         except BaseException:
             self._inflight -= 1
             raise
-        stream = _Stream(self, response, chunks, first, (len(req.prompt_ids), waited))
+        stream = VllmStream(
+            self._backend, self._eos, self._release, response, rest, first, (len(req.prompt_ids), waited)
+        )
         self._streams.add(stream)
         return stream
 
@@ -142,39 +135,27 @@ class VllmEngine:
     ) -> tuple[httpx.Response, AsyncIterator[dict[str, Any]], dict[str, Any] | None]:
         """Send the request and wait for its first chunk: vLLM reports a refused request (our processor's
         ``validate_params`` included) as an error event on a 200 stream, which becomes a 400 here."""
-        body = {
-            "model": self._name,
-            "prompt": list(req.prompt_ids),
-            "max_tokens": req.max_new_tokens,
-            "temperature": 0.0,  # our processor draws sampled rows itself, keyed (see xargs)
-            "stop": list(req.stop),
-            "stream": True,
-            "stream_options": {"include_usage": True},
-            "logprobs": 1,
-            "return_tokens_as_token_ids": True,
-            "skip_special_tokens": True,
-            "vllm_xargs": encode(req),
-        }
+        body = completion_body(self._name, req)
         try:
             response = await client.send(
                 client.build_request("POST", f"{self._backend.url}/v1/completions", json=body), stream=True
             )
         except httpx.HTTPError as exc:
             self._backend.suspect()
-            raise _lost(exc) from None
+            raise lost(exc) from None
         if response.status_code == 200:
-            chunks = _chunks(response)
+            rest = chunks(response)
             try:
-                first = await anext(chunks, None)
+                first = await anext(rest, None)
             except (TimeoutError, httpx.HTTPError, ValueError) as exc:
                 await response.aclose()
                 self._backend.suspect()
-                raise _lost(exc) from None
+                raise lost(exc) from None
             if first is None or "error" not in first:
-                return response, chunks, first
-            status, detail = int(first["error"].get("code") or 500), _error_message(first)
+                return response, rest, first
+            status, detail = int(first["error"].get("code") or 500), error_message(first)
         else:
-            status, detail = response.status_code, _error_message(await response.aread())
+            status, detail = response.status_code, error_message(await response.aread())
         await response.aclose()
         if status == 400:
             raise BadInput(f"the generation engine refused the request: {detail}")
@@ -185,127 +166,27 @@ class VllmEngine:
             retry_after=RETRY_AFTER_S,
         )
 
-    def _release(self, stream: _Stream) -> None:
+    def _release(self, stream: VllmStream) -> None:
         self._inflight -= 1
         self._streams.discard(stream)
 
 
-class _Stream:
-    """One vLLM completion stream as our events; ``aclose`` closes the connection (vLLM aborts the row)."""
-
-    def __init__(
-        self,
-        engine: VllmEngine,
-        response: httpx.Response,
-        chunks: AsyncIterator[dict[str, Any]],
-        first: dict[str, Any] | None,
-        prompt: tuple[int, float],
-    ) -> None:
-        self._engine = engine
-        self._response = response
-        self._events = self._run(chunks, first, prompt)
-        self._closed = False
-        self.ending = False
-
-    def __aiter__(self) -> _Stream:
-        return self
-
-    async def __anext__(self) -> GenerationEvent:
-        return await self._events.__anext__()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            await self._events.aclose()
-            await self._response.aclose()
-            self._engine._release(self)
-
-    async def _run(
-        self, chunks: AsyncIterator[dict[str, Any]], first: dict[str, Any] | None, prompt: tuple[int, float]
-    ) -> AsyncGenerator[GenerationEvent, None]:
-        """``prompt``: (prompt tokens, seconds from sending to vLLM's first chunk, reported as the queue
-        wait: vLLM's queueing plus its prefill, an upper bound of the wait itself)."""
-        prompt_tokens, queue_wait_s = prompt
-        text: list[str] = []
-        tokens: list[int] = []
-        agree = steps = 0
-        reason, completion = "length", 0
-        try:
-            async for chunk in _prepend(first, chunks):
-                if self.ending:
-                    raise Unavailable(
-                        "the service is shutting down; retry on another replica", code="shutting_down"
-                    )
-                if "error" in chunk:
-                    raise Unavailable(f"the generation engine failed: {_error_message(chunk)}", retry_after=5)
-                for choice in chunk.get("choices") or []:
-                    a, n, ids = _step_counts(choice.get("logprobs"))
-                    agree, steps = agree + a, steps + n
-                    tokens += [t for t in ids if t not in self._engine._eos]
-                    delta = choice.get("text") or ""
-                    if delta:
-                        text.append(delta)
-                        yield TokenDelta(delta)
-                    if choice.get("finish_reason"):
-                        reason = "length" if choice["finish_reason"] == "length" else "stop"
-                if chunk.get("usage"):
-                    completion = int(chunk["usage"]["completion_tokens"])
-        except (TimeoutError, httpx.HTTPError) as exc:
-            self._engine.backend.suspect()
-            raise _lost(exc) from None
-        usage = Usage(prompt_tokens, completion or steps)
-        fidelity = Fidelity(agree, steps)
-        yield GenerationDone("".join(text), reason, usage, fidelity, tuple(tokens), queue_wait_s)  # type: ignore[arg-type]
-
-
-async def _prepend(
-    first: dict[str, Any] | None, rest: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[dict[str, Any]]:
-    if first is not None:
-        yield first
-    async for chunk in rest:
-        yield chunk
-
-
-async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON payloads of an SSE body, up to ``[DONE]``."""
-    async for line in response.aiter_lines():
-        if not line.startswith("data: "):
-            continue
-        data = line[6:].strip()
-        if data == "[DONE]":
-            return
-        yield json.loads(data)
-
-
-def _step_counts(logprobs: dict[str, Any] | None) -> tuple[int, int, list[int]]:
-    """(steps whose served token is the raw top-1, steps, served token ids) of one chunk."""
-    if not logprobs:
-        return 0, 0, []
-    ids = [int(str(t).removeprefix("token_id:")) for t in logprobs.get("tokens") or []]
-    agree = 0
-    for token, top in zip(ids, logprobs.get("top_logprobs") or [], strict=False):
-        if top:
-            best = max(top.items(), key=lambda kv: kv[1])[0]
-            agree += int(str(best).removeprefix("token_id:")) == token
-    return agree, len(ids), ids
-
-
-def _error_message(raw: bytes | dict[str, Any]) -> str:
-    try:
-        body = json.loads(raw) if isinstance(raw, bytes) else raw
-        err = body.get("error", body)
-        return str(err.get("message", err) if isinstance(err, dict) else err)[:300]
-    except (ValueError, AttributeError):
-        return "no details"
-
-
-def _lost(exc: BaseException) -> Unavailable:
-    return Unavailable(
-        f"the generation engine (vLLM) stopped answering ({type(exc).__name__}); retry shortly",
-        code="engine_unavailable",
-        retry_after=RETRY_AFTER_S,
-    )
+def completion_body(served_name: str, req: GenerationRequest) -> dict[str, Any]:
+    """The body the gateway sends vLLM's completions route for ``req``: the prompt's token ids, greedy,
+    streamed, with the raw top-1 per step (live fidelity) and the row's modulation in ``vllm_xargs``."""
+    return {
+        "model": served_name,
+        "prompt": list(req.prompt_ids),
+        "max_tokens": req.max_new_tokens,
+        "temperature": 0.0,  # our processor draws sampled rows itself, keyed (see xargs)
+        "stop": list(req.stop),
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "logprobs": 1,
+        "return_tokens_as_token_ids": True,
+        "skip_special_tokens": True,
+        "vllm_xargs": encode(req),
+    }
 
 
 def vllm_engine(model: LoadedModel, settings: Settings) -> VllmEngine:
