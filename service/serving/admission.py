@@ -6,7 +6,7 @@
   batcher counts a classification request's inputs, the generation engines one row per completion.
 - `Reservations`: the batcher's admission: 413 for more rows than a request may ever have, 429 over the
   tenant's cap, 503 ``overloaded`` (with Retry-After) when the queue is full or the expected wait is over
-  the limit; rows reserved per priority, and when each priority last admitted a request (the batcher
+  the limit; rows reserved and in flight per priority, and when each priority was last seen (the batcher
   runs smaller batches of a lower priority while a higher one is active: `Reservations.cost_room`).
 """
 
@@ -23,7 +23,8 @@ SUB_BATCH_SHARE = 4
 """A lower priority's batch costs at most 1 / SUB_BATCH_SHARE of ``max_batch_cost`` while a higher one
 is active. On a CPU the forward's cost is close to linear in tokens, so this costs little throughput."""
 PREEMPT_WINDOW_S = 2.0
-"""A priority counts as active for this long after it last admitted a request."""
+"""A priority counts as active while it has rows in flight and for this long after it last admitted a
+request or finished a row (a closed-loop client's next request arrives within it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +95,15 @@ class InFlight:
 
 class Reservations:
     """What admission promised: rows reserved per priority (admitted, still being prepared by their
-    caller), rows in flight per tenant, and when each priority last admitted a request."""
+    caller), rows in flight per tenant and per priority, and when each priority was last seen (admitted
+    a request or finished a row)."""
 
     def __init__(self, limits: BatchLimits) -> None:
         self.limits = limits
         self.reserved: Counter[int] = Counter()
         self.tenants = InFlight(limits.max_tenant_rows)
-        self._admitted: dict[int, float] = {}
+        self._live: Counter[int] = Counter()  # rows reserved, queued or running, by priority
+        self._seen: dict[int, float] = {}
 
     def reserve(self, tenant: str, priority: int, rows: int, depth: int, wait: float) -> None:
         """Reserve ``rows`` for ``tenant`` behind ``depth`` rows queued or reserved, with ``wait`` seconds
@@ -120,16 +123,20 @@ class Reservations:
             )
         self.reserved[priority] += rows
         self.tenants.add(tenant, rows)
-        self._admitted[priority] = time.monotonic()
+        self._live[priority] += rows
+        self._seen[priority] = time.monotonic()
 
     def settle(self, tenant: str, priority: int, rows: int, queued: int) -> None:
         """``rows`` reserved rows are prepared: ``queued`` of them go on, the others are released."""
         self.reserved[priority] -= rows
         self.tenants.release(tenant, rows - queued)
+        self._live[priority] -= rows - queued
 
-    def row_done(self, tenant: str, _future: object) -> None:
+    def row_done(self, tenant: str, priority: int, _future: object) -> None:
         """A queued row of ``tenant`` finished (a future's done callback)."""
         self.tenants.release(tenant, 1)
+        self._live[priority] -= 1
+        self._seen[priority] = time.monotonic()
 
     def reserved_from(self, priority: int) -> int:
         """Rows of ``priority`` or higher admitted and still being prepared."""
@@ -138,7 +145,7 @@ class Reservations:
     def cost_room(self, priority: int) -> float:
         """The cost limit of a batch of ``priority``: a sub-batch while a higher priority is active."""
         since = time.monotonic() - PREEMPT_WINDOW_S
-        if any(p > priority and t > since for p, t in self._admitted.items()):
+        if any(p > priority and (t > since or self._live[p] > 0) for p, t in self._seen.items()):
             return self.limits.max_batch_cost / SUB_BATCH_SHARE
         return self.limits.max_batch_cost
 

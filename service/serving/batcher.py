@@ -167,7 +167,9 @@ class DynamicBatcher(Generic[T, R]):
             for p, c in zip(payloads, costs, strict=True)
         ]
         for row in rows:
-            row.future.add_done_callback(functools.partial(self._book.row_done, ticket.tenant))
+            row.future.add_done_callback(
+                functools.partial(self._book.row_done, ticket.tenant, ticket.priority)
+            )
         self._queue.push(ticket.priority, ticket.tenant, rows)
         self._arrived.set()
         try:
@@ -179,8 +181,9 @@ class DynamicBatcher(Generic[T, R]):
                 row.future.cancel()
             raise
 
-    def _take(self, priority: int, room: int, cost_room: float) -> list[_Row[T, R]]:
-        return self._queue.take(room, cost_room, lambda r: r.cost, lambda r: r.future.done(), priority)
+    def _take(self, priority: int, room: int, cost_room: float, spent: float = 0.0) -> list[_Row[T, R]]:
+        """Up to ``room`` rows of ``priority`` fitting ``cost_room`` beside the ``spent`` already taken."""
+        return self._queue.take(room, cost_room, lambda r: r.cost, lambda r: r.future.done(), priority, spent)
 
     async def _arrival(self, timeout: float | None) -> None:
         """Wait for rows to be queued or a reservation to end, at most ``timeout`` seconds."""
@@ -212,7 +215,7 @@ class DynamicBatcher(Generic[T, R]):
                 break
             await self._arrival(left)
             spent = sum(r.cost for r in rows)
-            more = self._take(top, lim.max_batch_size - len(rows), cost_room - spent)
+            more = self._take(top, lim.max_batch_size - len(rows), cost_room, spent)
             if not more and spent >= cost_room:
                 break
             rows.extend(more)

@@ -50,12 +50,14 @@ class FairQueue(Generic[E]):
         cost: Callable[[E], float],
         dead: Callable[[E], bool],
         only: int | None = None,
+        spent: float = 0.0,
     ) -> list[E]:
-        """Pop up to ``room`` live entries of the highest priority present whose summed ``cost`` fits
-        ``cost_room``; ``dead`` ones are discarded on the way. The first entry is taken whatever its cost
-        (a batch always makes progress). ``only``: take from that priority alone (a forming batch)."""
+        """Pop up to ``room`` live entries of the highest priority present whose cost, added to the
+        ``spent`` a forming batch already holds, fits ``cost_room``; ``dead`` ones are discarded on the
+        way. The first entry of an empty batch (``spent`` 0) is taken whatever its cost (a batch always
+        makes progress). ``only``: take from that priority alone (a forming batch)."""
         out: list[E] = []
-        spent = 0.0
+        started = spent > 0
         levels = sorted(self._levels, reverse=True) if only is None else [only] * (only in self._levels)
         for priority in levels:
             level = self._levels[priority]
@@ -65,7 +67,7 @@ class FairQueue(Generic[E]):
                 if dead(entry):
                     self._pop(level, tenant, queue)
                     continue
-                if out and spent + cost(entry) > cost_room:
+                if (out or started) and spent + cost(entry) > cost_room:
                     return out
                 self._pop(level, tenant, queue)
                 out.append(entry)

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from service.errors import PayloadTooLarge, RateLimited, Unavailable
+from service.serving.admission import PREEMPT_WINDOW_S
 from service.serving.batcher import DynamicBatcher
 from service.serving.fairqueue import FairQueue
 from tests.serving.test_batcher import Recorder
@@ -163,3 +164,37 @@ def test_a_lower_batch_waits_briefly_for_a_higher_tier_request_that_is_preparing
 
     _run(main())
     assert rec.batches == [[0], [2], [1]]
+
+
+def test_rows_that_join_a_forming_batch_never_push_it_over_its_cost_limit() -> None:
+    rec = Recorder()
+
+    async def main() -> None:
+        b = DynamicBatcher(rec, max_batch_size=32, max_wait_s=1.0, max_queue=100, max_batch_cost=8)
+        await b.start()
+        async with b.admit("a", 0, 3) as first, b.admit("b", 0, 1) as second:
+            # The first request's two rows fill the cost limit; the worker waits for the preparing second
+            # request, whose row (and the first request's third) must go to the next batch.
+            running = asyncio.create_task(first.run([1, 2, 3], costs=[4, 4, 4]))
+            await asyncio.sleep(0.05)
+            await asyncio.gather(running, second.run([4], costs=[4]))
+        await b.stop()
+
+    _run(main())
+    assert [sum(4 for _ in batch) for batch in rec.batches] == [8, 8]  # never 12: one batch's cost
+
+
+def test_a_higher_tier_request_in_flight_longer_than_the_window_keeps_lower_batches_small() -> None:
+    rec = Recorder()
+
+    async def main() -> None:
+        b = DynamicBatcher(rec, max_batch_size=32, max_wait_s=0.0, max_queue=100, max_batch_cost=8)
+        await b.start()
+        async with b.admit("premium", 2, 1) as ticket:  # preparing for longer than PREEMPT_WINDOW_S
+            await asyncio.sleep(PREEMPT_WINDOW_S + 0.1)
+            await b.submit([1, 2, 3, 4], "free", 0)  # premium is still in flight: sub-batches of cost 2
+            await ticket.run([5])
+        await b.stop()
+
+    _run(main())  # about 2 s: the window is the point
+    assert rec.batches == [[1, 2], [3, 4], [5]]
