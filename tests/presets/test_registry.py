@@ -19,12 +19,21 @@ def test_registry_lists_the_presets_in_priority_order():
     assert list(PRESETS) == [
         "smollm2-135m",
         "minilm-sentiment",
+        "minilm-sentiment-ft",
         "digits",
         "digits-seg",
         "cifar10-lite0",
         "imagenet-lite0",
     ]
-    assert [p.task for p in PRESETS.values()] == [TASKS[3], TASKS[0], TASKS[1], TASKS[2], TASKS[1], TASKS[1]]
+    assert [p.task for p in PRESETS.values()] == [
+        TASKS[3],
+        TASKS[0],
+        TASKS[0],
+        TASKS[1],
+        TASKS[2],
+        TASKS[1],
+        TASKS[1],
+    ]
 
 
 def test_a_preset_whose_optional_package_is_absent_says_how_to_get_it():
