@@ -1,26 +1,29 @@
 """Text generation on vLLM vs vLLM alone vs the built-in engine: tokens/s and time to first token, one run.
 
-Three arms, same prompts, greedy, streamed over HTTP (the gateway's /v1/generate; vLLM's completions
-route), at 1 and 16 concurrent clients:
+Arms, same prompts (the same prompt token ids), greedy, streamed over HTTP, at 1 and 16 concurrent
+clients, every request of every arm producing the same number of tokens (the gateway tenant's completion
+length for that prompt; the direct vLLM arms get that count with ``ignore_eos``):
 - gateway+vllm: `aimserve serve --engine vllm` (its supervised vLLM child), a free tenant whose every row
   is modulated (σ > 0) by our logits processor, behind auth, rate limit, keys and metrics;
-- vllm alone: the same vLLM server asked directly, no ``vllm_xargs`` (the processor is loaded but has no
-  row to touch: it returns at once), no gateway;
+- vllm+processor: that same child asked directly with the gateway's own body (`completion_body`: a
+  modulated row, semantic codes, raw top-1 logprobs for live fidelity), no gateway: what the processor
+  and logprobs cost, so that gateway+vllm / vllm+processor is what the gateway itself costs;
+- vllm alone: a second vLLM server, started with the supervisor's exact command minus
+  ``--logits-processors`` and without `service` on its path (checked: it accepts a malformed ``aim_*``
+  argument that our processor refuses), asked as a plain client would (no logprobs, no ``vllm_xargs``);
 - gateway+builtin: `aimserve serve --engine builtin` with the same tenant tier.
-Targets: gateway+vllm >= 0.90x vllm alone; >= 2x gateway+builtin on a CPU.
+Targets: gateway+vllm >= 0.90x vllm alone; >= 2x gateway+builtin on a CPU. The servers run one at a time.
 
-Run: ``python -m bench.vllm [--max-tokens 48] [--rounds 2]``; writes bench/results/vllm.json with the
-machine's load average (figures measured on a shared, loaded machine are lower bounds of each arm, and
-the ratios are what to read).
+Run: ``python -m bench.vllm [--max-tokens 64] [--rounds 5] [--port-base 18600]``; writes
+bench/results/vllm.json with the machine's load average per arm (figures measured on a shared, loaded
+machine are lower bounds of each arm, and the ratios are what to read).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -30,35 +33,39 @@ from typing import Any
 import httpx
 
 from bench.common import write
+from bench.vllm_arms import MODEL, arm, direct, gateway, has_no_processor, lengths, plain_vllm
 
-MODEL = "smollm2-135m"
 ADMIN = "bench-admin-token-0123456789"
 SECRET = "bench-secret-0123456789abcdef"
 METRICS = "bench-metrics-token-0123456789"
-VLLM_PORT = 18611
-TIERS = "default_tier: free\ntiers:\n  free:\n    sigma: 1.0\n    rate_limit: {requests_per_minute: 100000}\n"
+SIGMA = 1.0
+TIERS = (
+    "default_tier: free\ntiers:\n"
+    f"  free:\n    sigma: {SIGMA}\n    rate_limit: {{requests_per_minute: 100000}}\n"
+)
 PROMPTS = [
     "Explain gravity in two sentences.",
     "Write a short story about a dragon who learns to cook.",
     "What should I pack for a weekend of hiking in the mountains?",
     "List five uses of a paper clip.",
 ]
+CLIENTS = (1, 16)
 
 
-def serve(engine: str, port: int, state: Path, tiers: Path) -> subprocess.Popen[bytes]:
+def serve(engine: str, port: int, vllm_port: int, state: Path, tiers: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "AIM_STATE_DIR": str(state), "AIM_ADMIN_TOKEN": ADMIN, "AIM_SECRET": SECRET}
     env.update(AIM_METRICS_TOKEN=METRICS, AIM_MAX_BATCH_SIZE="16", AIM_ENGINE=engine)
-    env.update(AIM_VLLM_PORT=str(VLLM_PORT))
+    env.update(AIM_VLLM_PORT=str(vllm_port))
     cmd = [sys.executable, "-m", "service.cli", "serve", "--model", MODEL, "--tiers", str(tiers)]
     cmd += ["--port", str(port), "--log-level", "warning"]
     return subprocess.Popen(cmd, env=env, start_new_session=True)
 
 
-def wait_ready(url: str, timeout_s: float = 1200.0) -> None:
+def wait_ready(url: str, path: str = "/readyz", timeout_s: float = 1200.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -67,112 +74,91 @@ def wait_ready(url: str, timeout_s: float = 1200.0) -> None:
 
 
 def tenant(url: str) -> str:
-    r = httpx.post(f"{url}/admin/tenants", json={"name": "bench", "tier": "free"}, headers=_auth(ADMIN))
+    r = httpx.post(
+        f"{url}/admin/tenants",
+        json={"name": "bench", "tier": "free"},
+        headers={"Authorization": f"Bearer {ADMIN}"},
+    )
     r.raise_for_status()
     return str(r.json()["api_key"])
 
 
-def _auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def one(c: httpx.AsyncClient, url: str, key: str | None, prompt: str, n: int) -> tuple[int, float]:
-    """(completion tokens, seconds to the first text) of one streamed greedy completion: the gateway's
-    native /v1/generate (its last frame carries the usage), or vLLM's own completions route."""
-    if key is None:
-        path = "/v1/completions"
-        body: dict[str, Any] = {"model": MODEL, "prompt": prompt, "max_tokens": n, "temperature": 0}
-        body["stream_options"] = {"include_usage": True}
-    else:
-        path, body = "/v1/generate", {"prompt": prompt, "max_new_tokens": n}
-    body["stream"] = True
-    start, first, tokens = time.perf_counter(), None, 0
-    async with c.stream("POST", url + path, json=body, headers=_auth(key) if key else {}) as r:
-        r.raise_for_status()
-        async for line in r.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            texts = [ch.get("text") for ch in chunk.get("choices", [])] + [chunk.get("text")]
-            if first is None and any(texts):
-                first = time.perf_counter() - start
-            if chunk.get("usage"):
-                tokens = int(chunk["usage"]["completion_tokens"])
-    return tokens, first if first is not None else time.perf_counter() - start
-
-
-async def arm(url: str, key: str | None, clients: int, rounds: int, n: int) -> dict[str, float]:
-    async with httpx.AsyncClient(timeout=600) as c:
-        await one(c, url, key, PROMPTS[0], 4)  # warm-up
-        ttfts: list[float] = []
-        tokens = 0
-        start = time.perf_counter()
-        for r in range(rounds):
-            jobs = [one(c, url, key, PROMPTS[(r + i) % len(PROMPTS)], n) for i in range(clients)]
-            for t, first in await asyncio.gather(*jobs):
-                tokens += t
-                ttfts.append(first)
-        wall = time.perf_counter() - start
-    return {"tokens_per_s": tokens / wall, "ttft_median_s": statistics.median(ttfts), "tokens": tokens}
-
-
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--max-tokens", type=int, default=48)
-    p.add_argument("--rounds", type=int, default=2)
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--port-base", type=int, default=18600, help="ports base .. base + 3 are used")
     p.add_argument("--state", default=os.environ.get("AIM_STATE_DIR", ".aimserve"))
     args = p.parse_args(argv)
+    from transformers import AutoTokenizer
+
+    from service.presets import build_preset
+    from service.serving.generation import encode_prompt
+
     state = Path(args.state).resolve()
+    folder = build_preset(MODEL, state)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    prompt_ids = [encode_prompt(tokenizer, text) for text in PROMPTS]
     tiers = state / "bench-vllm-tiers.yaml"
-    tiers.parent.mkdir(parents=True, exist_ok=True)
     tiers.write_text(TIERS)
+    gw_port, builtin_port, child_port, plain_port = (args.port_base + i for i in range(4))
     load_before = os.getloadavg()
     results: dict[str, Any] = {}
-    gw_vllm = serve("vllm", 18601, state, tiers)
+    n, rounds, k = args.max_tokens, args.rounds, len(PROMPTS)
+
+    proc = serve("vllm", gw_port, child_port, state, tiers)
     try:
-        url = "http://127.0.0.1:18601"
+        url = f"http://127.0.0.1:{gw_port}"
         wait_ready(url)
-        key = tenant(url)
-        vllm_url = f"http://127.0.0.1:{VLLM_PORT}"
-        for clients in (1, 16):
-            results[f"gateway_vllm_c{clients}"] = asyncio.run(
-                arm(url, key, clients, args.rounds, args.max_tokens)
-            )
-            results[f"vllm_alone_c{clients}"] = asyncio.run(
-                arm(vllm_url, None, clients, args.rounds, args.max_tokens)
+        through = gateway(tenant(url), PROMPTS)
+        counts = lengths(url, through, k, n)
+        with_processor = direct(prompt_ids, counts, sigma=SIGMA)
+        for c in CLIENTS:
+            results[f"gateway_vllm_c{c}"] = arm(url, through, c, rounds, n, k)
+            results[f"vllm_processor_c{c}"] = arm(
+                f"http://127.0.0.1:{child_port}", with_processor, c, rounds, n, k
             )
     finally:
-        _stop(gw_vllm)
-    gw_builtin = serve("builtin", 18602, state, tiers)
+        _stop(proc)
+
+    proc, cmd = plain_vllm(folder, plain_port, max_num_seqs=16)
     try:
-        url = "http://127.0.0.1:18602"
-        wait_ready(url)
-        key = tenant(url)
-        for clients in (1, 16):
-            results[f"gateway_builtin_c{clients}"] = asyncio.run(
-                arm(url, key, clients, args.rounds, args.max_tokens)
-            )
+        url = f"http://127.0.0.1:{plain_port}"
+        wait_ready(url, "/health")
+        if not has_no_processor(url):
+            raise RuntimeError("the baseline vLLM refused an aim_* argument: an aimserve processor is loaded")
+        for c in CLIENTS:
+            results[f"vllm_alone_c{c}"] = arm(url, direct(prompt_ids, counts, sigma=None), c, rounds, n, k)
     finally:
-        _stop(gw_builtin)
-    ratios = {
-        f"c{c}": {
-            "gateway_vllm_over_vllm_alone": results[f"gateway_vllm_c{c}"]["tokens_per_s"]
-            / results[f"vllm_alone_c{c}"]["tokens_per_s"],
-            "gateway_vllm_over_gateway_builtin": results[f"gateway_vllm_c{c}"]["tokens_per_s"]
-            / results[f"gateway_builtin_c{c}"]["tokens_per_s"],
+        _stop(proc)
+
+    proc = serve("builtin", builtin_port, child_port, state, tiers)
+    try:
+        url = f"http://127.0.0.1:{builtin_port}"
+        wait_ready(url)
+        for c in CLIENTS:
+            results[f"gateway_builtin_c{c}"] = arm(url, gateway(tenant(url), PROMPTS), c, rounds, n, k)
+    finally:
+        _stop(proc)
+
+    ratios = {}
+    for c in CLIENTS:
+        tps = {name: results[f"{name}_c{c}"]["tokens_per_s"] for name in ("gateway_vllm", "vllm_processor")}
+        alone, builtin = results[f"vllm_alone_c{c}"], results[f"gateway_builtin_c{c}"]
+        ratios[f"c{c}"] = {
+            "gateway_vllm_over_vllm_alone": tps["gateway_vllm"] / alone["tokens_per_s"],
+            "vllm_processor_over_vllm_alone": tps["vllm_processor"] / alone["tokens_per_s"],
+            "gateway_vllm_over_vllm_processor": tps["gateway_vllm"] / tps["vllm_processor"],
+            "gateway_vllm_over_gateway_builtin": tps["gateway_vllm"] / builtin["tokens_per_s"],
+            "equal_tokens": len({results[f"{a}_c{c}"]["tokens"] for a in ARMS}) == 1,
         }
-        for c in (1, 16)
-    }
     path = write(
         "vllm",
         {
             "method": __doc__,
-            "settings": {
-                "max_tokens": args.max_tokens,
-                "rounds": args.rounds,
-                "sigma": 1.0,
-                "dtype": "float32",
-            },
+            "settings": {"max_tokens": n, "rounds": rounds, "sigma": SIGMA, "dtype": "float32"},
+            "tokens_per_prompt": counts,
+            "baseline_command": cmd,
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
             "arms": results,
@@ -180,6 +166,9 @@ def main(argv: list[str] | None = None) -> None:
         },
     )
     print(json.dumps(ratios, indent=2), f"\nwritten to {path}")
+
+
+ARMS = ("gateway_vllm", "vllm_processor", "vllm_alone", "gateway_builtin")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
