@@ -246,6 +246,13 @@ class Metrics:
         self._redis.labels(op).observe(seconds)
         self._redis_errors.labels(op)
 
+    def observe_redis_call(self, op: str, seconds: float | None, failed: bool) -> None:
+        """A ``RedisGate.CallObserver``: every gated Redis call, timed once there."""
+        if seconds is not None:
+            self.observe_redis(op, seconds)
+        if failed:
+            self.count_redis_error(op)
+
     def count_redis_error(self, op: str) -> None:
         """One failed Redis operation (connection refused, timeout, script error)."""
         self._redis_errors.labels(op).inc()

@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 
 from service.api.admission import budget_for
 from service.api.policy import FocusResolver, label_resolver
-from service.api.records import RequestRecords
 from service.metrics import Metrics
 from service.models import LoadedModel, calibration_logits, load_model
 from service.modulation.calibration import Top1Curve, solve_sigma
@@ -30,7 +29,7 @@ from service.serving.generation import BuiltinEngine, GenerationEngine, StepStat
 from service.serving.predict import Row, classify_batch, segment_batch
 from service.serving.traffic import TrafficSample
 from service.settings import Settings
-from service.store import EmbeddedRedis, RateLimiter, RedisGate, TenantStore
+from service.store import EmbeddedRedis, RateLimiter, RedisGate, RequestRecords, TenantStore
 from service.store.persistence import check_persistence
 from service.tiers import TierRegistry
 
@@ -142,6 +141,7 @@ async def start_components(
             slots=settings.redis_pool_size,
             slot_wait_s=settings.redis_pool_wait_s,
         )
+        gate.observer = metrics.observe_redis_call
         stack.push_async_callback(gate.aclose)
         await gate.warm()
         path = resolve_model_path(model_ref, settings.state_dir)

@@ -94,3 +94,27 @@ def never_sent(exc: BaseException) -> bool:
             return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+class RedisUnavailable(Exception):
+    """A gated call did not complete (internal; :meth:`as_error` turns it into the store's 503).
+
+    ``busy``: no slot within ``slot_wait_s`` (Redis itself may be fine). ``sent``: the command may have
+    reached Redis before the failure, so a write's outcome is unknown.
+    """
+
+    def __init__(self, reason: str, *, busy: bool = False, sent: bool = False) -> None:
+        super().__init__(reason)
+        self.busy = busy
+        self.sent = sent
+
+    def as_error(
+        self, what: str, retry_after: float, *, write: bool = False, idempotent: bool = False
+    ) -> Unavailable:
+        """The one mapping of a failed call to a 503: ``outcome_unknown`` (a write that may have been
+        sent), ``overloaded`` (no slot in time) or ``dependency_unavailable``."""
+        if write and self.sent:  # the script may have run: say so rather than "not applied"
+            return outcome_unknown(what, idempotent)
+        if self.busy:
+            return overloaded(what)
+        return unavailable(what, retry_after)

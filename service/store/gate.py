@@ -47,6 +47,7 @@ from service.store.connection import (
     DEFAULT_TIMEOUT_S,
     REDIS_ERRORS,
     RESERVED_CONNECTIONS,
+    RedisUnavailable,
     make_redis,
     never_sent,
 )
@@ -54,24 +55,15 @@ from service.store.connection import (
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: Told of every gated call: its operation name, the seconds it held a slot (None: refused before one),
+#: and whether it failed. The one place Redis calls are timed (``Metrics.observe_redis_call``).
+CallObserver = Callable[[str, float | None, bool], None]
+
 #: How often the background probe PINGs a Redis the breaker considers down.
 PROBE_INTERVAL_S = 0.5
 
 #: Failures that mean Redis (or the way to it) is down or hung.
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
-
-
-class RedisUnavailable(Exception):
-    """A gated call did not complete (internal; the store turns it into a 503).
-
-    ``busy``: no slot within ``slot_wait_s`` (Redis itself may be fine). ``sent``: the command may have
-    reached Redis before the failure, so a write's outcome is unknown.
-    """
-
-    def __init__(self, reason: str, *, busy: bool = False, sent: bool = False) -> None:
-        super().__init__(reason)
-        self.busy = busy
-        self.sent = sent
 
 
 class RedisGate:
@@ -104,6 +96,7 @@ class RedisGate:
         self._last_answer = 0.0  # when a call last got its reply
         self.busy_count = 0  # calls refused for want of a slot or time (back-pressure), for tests and benches
         self.openings = 0  # times the breaker opened
+        self.observer: CallObserver | None = None
 
     @classmethod
     def from_url(
@@ -149,20 +142,40 @@ class RedisGate:
         """Call ``callback`` whenever an outage ends."""
         self._on_recovery.append(callback)
 
-    async def call(self, make: Callable[[], Awaitable[T]]) -> T:
-        """Run ``make()`` (which starts one Redis operation) within the bounds; RedisUnavailable if not."""
+    async def call(self, make: Callable[[], Awaitable[T]], op: str = "other") -> T:
+        """Run ``make()`` (which starts one Redis operation) within the bounds; RedisUnavailable if not.
+
+        ``op`` names the operation for :attr:`observer` (a fixed name: it is a metric label)."""
         if self.down_since is not None:
+            self._observe(op, None, True)
             raise RedisUnavailable("the Redis circuit breaker is open")
         try:
             async with asyncio.timeout(self.slot_wait_s):
                 await self._slots.acquire()
         except TimeoutError:
             self.busy_count += 1
+            self._observe(op, None, True)
             raise RedisUnavailable("no Redis connection free in time", busy=True) from None
-        started = time.monotonic()
+        started, failed = time.monotonic(), False
+        try:
+            result = await self._bounded(make, started)
+        except RedisUnavailable:
+            failed = True  # (a cancelled caller is not a failed call)
+            raise
+        finally:
+            self._slots.release()
+            self._observe(op, time.monotonic() - started, failed)
+        self._failures, self._last_answer = 0, time.monotonic()
+        return result
+
+    def _observe(self, op: str, seconds: float | None, failed: bool) -> None:
+        if self.observer is not None:
+            self.observer(op, seconds, failed)
+
+    async def _bounded(self, make: Callable[[], Awaitable[T]], started: float) -> T:
         try:
             async with asyncio.timeout(self.timeout_s):
-                result = await make()
+                return await make()
         except MaxConnectionsError:
             self.busy_count += 1
             raise RedisUnavailable("the Redis connection pool is full", busy=True) from None
@@ -177,10 +190,6 @@ class RedisGate:
             raise RedisUnavailable(f"{type(exc).__name__}", sent=sent) from None
         except RedisError as exc:  # an error reply: Redis is up
             raise RedisUnavailable(f"Redis replied {type(exc).__name__}", sent=True) from None
-        finally:
-            self._slots.release()
-        self._failures, self._last_answer = 0, time.monotonic()
-        return result
 
     async def warm(self) -> int:
         """Open up to ``slots`` pool connections now (one at a time); returns how many opened."""
@@ -199,7 +208,7 @@ class RedisGate:
     async def ping(self) -> bool:
         """True when Redis answers PING now; False at once while the breaker is open."""
         try:
-            await self.call(self._redis.ping)
+            await self.call(self._redis.ping, "ping")
         except RedisUnavailable as exc:
             return exc.busy  # every slot in use means Redis is answering others
         return True

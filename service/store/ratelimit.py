@@ -18,7 +18,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from service.store.gate import RedisGate, RedisUnavailable
+from service.store.connection import RedisUnavailable
+from service.store.gate import RedisGate
 
 # KEYS: bucket. ARGV: per_minute. -> {allowed 0|1, retry_after seconds as a string}.
 _GCRA = """
@@ -82,7 +83,7 @@ class RateLimiter:
         """Count one request against ``bucket`` (e.g. a tenant id) limited to ``per_minute`` (> 0)."""
         try:
             allowed, retry_after = await self.gate.call(
-                lambda: self._script(keys=[self._prefix + bucket], args=[per_minute])
+                lambda: self._script(keys=[self._prefix + bucket], args=[per_minute]), "rate_limit"
             )
         except RedisUnavailable:
             return self.local.hit(bucket, per_minute)

@@ -15,8 +15,8 @@ from typing import TypeVar
 
 from service.errors import NotFound
 from service.store import scripts
-from service.store.connection import outcome_unknown, overloaded, unavailable
-from service.store.gate import RedisGate, RedisUnavailable
+from service.store.connection import RedisUnavailable
+from service.store.gate import RedisGate
 from service.store.idempotency import IDEMPOTENCY_TTL_S, IdempotentIds, encode_record, replayed_created_at
 from service.store.keys import KeyHasher, new_api_key, new_key_id, new_tenant_id
 from service.store.models import (
@@ -223,13 +223,10 @@ class TenantRecords:
         self, what: str, make: Callable[[], Awaitable[T]], *, write: bool = False, idempotent: bool = False
     ) -> T:
         try:
-            return await self.gate.call(make)
+            return await self.gate.call(make, "admin")
         except RedisUnavailable as exc:
-            if write and exc.sent:  # the script may have run: say so rather than "not applied"
-                raise outcome_unknown(what.capitalize(), idempotent) from None
-            if exc.busy:
-                raise overloaded(what.capitalize()) from None
-            raise unavailable(what.capitalize(), self.gate.probe_interval_s) from None
+            retry_after = self.gate.probe_interval_s
+            raise exc.as_error(what.capitalize(), retry_after, write=write, idempotent=idempotent) from None
 
     async def _write(self, what: str, make: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
         return await self._call(what, make, write=True, idempotent=idempotent)

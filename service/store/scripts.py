@@ -111,6 +111,14 @@ class Layout:
     def key(self, digest: str) -> str:
         return self.key_prefix + digest
 
+    def request(self, request_id: str) -> str:
+        """What a classification request answered (:mod:`service.store.requests`)."""
+        return f"{self.ns}:req:{request_id}"
+
+    def feedback(self, request_id: str) -> str:
+        """The indices of that request already labelled."""
+        return f"{self.ns}:req:{request_id}:fb"
+
     def idem(self, digest: str) -> str:
         """The idempotency record of a create (``digest`` = ``"-"`` for the unused slot of a plain one)."""
         return f"{self.ns}:idem:{digest}"

@@ -30,8 +30,8 @@ import time
 from service.errors import Unauthorized
 from service.store import scripts
 from service.store.cache import KeyCache
-from service.store.connection import overloaded, unavailable
-from service.store.gate import RedisGate, RedisUnavailable
+from service.store.connection import RedisUnavailable
+from service.store.gate import RedisGate
 from service.store.invalidation import InvalidationListener
 from service.store.keys import looks_like_key
 from service.store.models import Tenant
@@ -119,9 +119,7 @@ class TenantStore(TenantRecords):
             # Busy, or failed before the breaker opened, or within the grace: a known key keeps working.
             if stale is not None and (down_for is None or down_for <= self.grace_s):
                 return stale
-            if exc.busy:
-                raise overloaded("API key verification") from None
-            raise unavailable("API key verification", self.gate.probe_interval_s) from None
+            raise exc.as_error("API key verification", self.gate.probe_interval_s) from None
         if tenant is None:
             raise Unauthorized("unknown or revoked API key")
         return tenant
@@ -149,7 +147,8 @@ class TenantStore(TenantRecords):
                 reply = await self.gate.call(
                     lambda: self._scripts["resolve"](
                         keys=[self._layout.key(digest)], args=[self._layout.tenant_prefix]
-                    )
+                    ),
+                    "resolve_key",
                 )
                 break
             except RedisUnavailable as exc:

@@ -1,10 +1,11 @@
 """What each classification request answered, kept in Redis for a day so feedback can be scored.
 
-``aim:req:<id>`` is a hash: ``tenant``, ``tier`` and ``labels`` (the served top-1 per input, JSON). A
-feedback label is counted once per (request, index): ``aim:req:<id>:fb`` remembers the indices already
-labelled. Writing a record is best effort: when Redis is down (or every connection busy) the answer still
-goes out, and feedback on that request is later refused with 404 rather than counted wrongly. Every call
-goes through the store's :class:`RedisGate`.
+``<ns>:req:<id>`` is a hash: ``tenant``, ``tier`` and ``labels`` (the served top-1 per input, JSON). A
+feedback label is counted once per (request, index): ``<ns>:req:<id>:fb`` remembers the indices already
+labelled (key names: :class:`service.store.scripts.Layout`; ``<ns>`` is the store's namespace).
+Writing a record is best effort: when Redis is down (or every connection busy) the answer still goes
+out, and feedback on that request is later refused with 404 rather than counted wrongly. Every call
+goes through the store's :class:`RedisGate`; a failed read raises the store's 503 (``as_error``).
 
 Records are written off the response path: :meth:`RequestRecords.remember` queues the record and returns;
 a background task (:meth:`start`) writes everything queued in one non-transactional pipeline per flush, so
@@ -22,8 +23,10 @@ import logging
 from dataclasses import dataclass
 from typing import cast
 
-from service.errors import NotFound, Unavailable
-from service.store import RedisGate, RedisUnavailable
+from service.errors import NotFound
+from service.store.connection import RedisUnavailable
+from service.store.gate import RedisGate
+from service.store.scripts import Layout
 
 RECORD_TTL_S = 24 * 3600
 log = logging.getLogger("aimserve.records")
@@ -37,8 +40,11 @@ class Record:
 
 
 class RequestRecords:
-    def __init__(self, gate: RedisGate, ttl_s: int = RECORD_TTL_S, max_pending: int = 4096) -> None:
+    def __init__(
+        self, gate: RedisGate, ttl_s: int = RECORD_TTL_S, max_pending: int = 4096, *, namespace: str = "aim"
+    ) -> None:
         self._gate = gate
+        self._layout = Layout(namespace)
         self._ttl = ttl_s
         self._max_pending = max_pending
         self._pending: dict[str, Record] = {}
@@ -82,11 +88,11 @@ class RequestRecords:
         self._writing = {**self._writing, **batch}
         pipe = self._gate.redis.pipeline(transaction=False)
         for request_id, r in batch.items():
-            key = f"aim:req:{request_id}"
+            key = self._layout.request(request_id)
             pipe.hset(key, mapping={"tenant": r.tenant, "tier": r.tier, "labels": json.dumps(r.labels)})
             pipe.expire(key, self._ttl)
         try:
-            await self._gate.call(pipe.execute)
+            await self._gate.call(pipe.execute, "records_write")
         except RedisUnavailable as exc:
             # While the breaker is open the gate has logged the outage once; one line per flush
             # would flood the log for the whole outage.
@@ -108,13 +114,11 @@ class RequestRecords:
         queued = self._pending.get(request_id) or self._writing.get(request_id)
         if queued is not None and queued.tenant == tenant:
             return queued
-        key = f"aim:req:{request_id}"
+        key = self._layout.request(request_id)
         try:
-            raw = await self._gate.call(lambda: self._gate.redis.hgetall(key))
-        except RedisUnavailable:
-            raise Unavailable(
-                "request records are unavailable", code="dependency_unavailable", retry_after=5
-            ) from None
+            raw = await self._gate.call(lambda: self._gate.redis.hgetall(key), "records_read")
+        except RedisUnavailable as exc:
+            raise exc.as_error("Reading request records", self._gate.probe_interval_s) from None
         fields = cast(dict[str, str], raw)  # the store's client decodes responses (make_redis)
         if not fields or fields.get("tenant") != tenant:
             raise NotFound(f"no request {request_id} of yours is known (records last a day)")
@@ -122,14 +126,13 @@ class RequestRecords:
 
     async def first_label(self, request_id: str, index: int) -> bool:
         """True the first time (request, index) is labelled; False for a repeat."""
-        key = f"aim:req:{request_id}:fb"
+        key = self._layout.feedback(request_id)
         pipe = self._gate.redis.pipeline(transaction=True)
         pipe.sadd(key, str(index))
         pipe.expire(key, self._ttl)
         try:
-            added, _ = await self._gate.call(pipe.execute)
-        except RedisUnavailable:
-            raise Unavailable(
-                "request records are unavailable", code="dependency_unavailable", retry_after=5
-            ) from None
+            added, _ = await self._gate.call(pipe.execute, "feedback")
+        except RedisUnavailable as exc:
+            # Never outcome_unknown: SADD is idempotent, a retry is always safe.
+            raise exc.as_error("Recording feedback", self._gate.probe_interval_s) from None
         return bool(added)

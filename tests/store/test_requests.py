@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from service.api.records import RequestRecords
-from service.errors import NotFound
-from service.store import EmbeddedRedis, RedisGate, make_redis
+from service.errors import NotFound, Unavailable
+from service.store import EmbeddedRedis, RedisGate, RequestRecords, make_redis
 
 pytestmark = pytest.mark.anyio
 
@@ -88,4 +87,25 @@ async def test_a_redis_failure_drops_the_batch_and_keeps_serving(tmp_path: Path)
     own.stop()
     await records.remember(_id(), "t1", "free", ["a"])  # returns although Redis is gone
     await records.aclose()  # logged, not raised
+    await gate.aclose()
+
+
+async def test_records_use_the_store_namespace_and_its_503_when_redis_is_gone(tmp_path: Path) -> None:
+    own = EmbeddedRedis(tmp_path / "redis")
+    own.start()
+    gate = RedisGate.from_url(own.url)
+    calls: list[tuple[str, bool]] = []
+    gate.observer = lambda op, seconds, failed: calls.append((op, failed))
+    records = RequestRecords(gate, namespace="other")
+    request_id = _id()
+    await records.remember(request_id, "t1", "free", ["a"])
+    assert await gate.redis.exists(f"other:req:{request_id}") == 1
+    assert await records.first_label(request_id, 0) and not await records.first_label(request_id, 0)
+    assert calls == [("records_write", False), ("feedback", False), ("feedback", False)]
+    own.stop()
+    for read in (records.get(_id(), "t1"), records.first_label(request_id, 1)):
+        with pytest.raises(Unavailable) as caught:
+            await read
+        assert caught.value.code == "dependency_unavailable"
+    assert calls[-2:] == [("records_read", True), ("feedback", True)]
     await gate.aclose()
