@@ -5,27 +5,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from service.errors import NotFound, Unavailable
-from service.store import EmbeddedRedis, RedisGate, RequestRecords, make_redis
+from service.store import EmbeddedRedis, RedisGate, RequestRecords
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[Redis]:
-    client = make_redis(redis_server.url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -78,9 +65,8 @@ async def test_a_full_queue_waits_for_the_writer(redis: Redis, gate: RedisGate) 
     assert all(await asyncio.gather(*(redis.exists(f"aim:req:{i}") for i in ids)))
 
 
-async def test_a_redis_failure_drops_the_batch_and_keeps_serving(tmp_path: Path) -> None:
-    own = EmbeddedRedis(tmp_path / "redis")
-    own.start()
+async def test_a_redis_failure_drops_the_batch_and_keeps_serving(own_redis: EmbeddedRedis) -> None:
+    own = own_redis
     gate = RedisGate.from_url(own.url)
     records = RequestRecords(gate)
     records.start()
@@ -90,9 +76,10 @@ async def test_a_redis_failure_drops_the_batch_and_keeps_serving(tmp_path: Path)
     await gate.aclose()
 
 
-async def test_records_use_the_store_namespace_and_its_503_when_redis_is_gone(tmp_path: Path) -> None:
-    own = EmbeddedRedis(tmp_path / "redis")
-    own.start()
+async def test_records_use_the_store_namespace_and_its_503_when_redis_is_gone(
+    own_redis: EmbeddedRedis,
+) -> None:
+    own = own_redis
     gate = RedisGate.from_url(own.url)
     calls: list[tuple[str, bool]] = []
     gate.observer = lambda op, seconds, failed: calls.append((op, failed))
