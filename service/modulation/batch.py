@@ -58,15 +58,16 @@ class RowSpec:
 class ModulationBatch:
     """Tensors for one batch of B rows, all on one device.
 
-    keys: (B, M, 2) int32 noise component keys: a row's noise is (1 / sqrt(M)) * sum over its M components'
-        keyed draws (M = 1 without semantic codes: the row key itself; see `service.modulation.semantic`).
+    keys: (B, M, 2) int32 noise component keys: element n of a row draws from component n mod M, or with
+        ``weights`` the noise is the weighted sum of the M components' draws (M = 1 without semantic codes:
+        the row key itself; see `service.modulation.semantic`).
     utility_rows: (R,) int64 rows with sigma > 0, or None when no row has utility noise.
     utility_sigma: (R,) float32 their sigmas; ``utility_all`` is True when R == B (no index ops needed).
     focus_rows: (F,) int64 rows with focus, or None.
     focus_ids: (F, K) int64 target classes, padded with 0.
     focus_scale: (F, K) float32 signed σ_f per target (0 for padding).
     weights: (B, M) float32 unit-norm weights of the M components (`semantic.feature_weights`), or None for
-        equal weights 1 / sqrt(M).
+        equal shares (one component per element).
     """
 
     size: int
@@ -92,7 +93,7 @@ class ModulationBatch:
 
         ``codes``: (B, L) int32 semantic bucket codes of the rows' inputs (`semantic.bucket_codes`), or None
         to key each row's noise by its row key alone. ``weights``: (B, L) unit-norm component weights
-        (`semantic.feature_weights`, with ``codes = semantic.component_codes``); None = 1 / sqrt(L) each.
+        (`semantic.feature_weights`, with ``codes = semantic.component_codes``); None = equal shares.
         """
         for spec in rows:
             bad = [i for i in spec.focus_ids if i >= num_classes]

@@ -78,17 +78,29 @@ def _component_noise(
 ) -> torch.Tensor:
     """(R, N) float32 N(0, 1) noise of rows with component keys (R, M, 2) at element ``index``.
 
-    ``index``: (N,) shared or (R, N) per row. With M > 1 the noise is sum_m weight_m * draw_m with unit-norm
-    weights (R, M) (None: 1 / sqrt(M) each): still exactly N(0, 1) per element for a fixed row.
+    ``index``: (N,) shared (always arange(N) here: position = element id) or (R, N) per row. With M > 1
+    and weights (R, M) the noise is sum_m weight_m * draw_m (unit-norm weights: exactly N(0, 1) per element
+    for a fixed row). With M > 1 and no weights (hash tables: equal shares), element n takes its draw from
+    component n mod M only: one draw per element instead of M, still exactly N(0, 1) per element, and two
+    rows sharing s of their M components share the draws of s/M of the elements, the same correlation s/M
+    a normalised sum of M draws gives.
     """
     rows, comps = keys.shape[0], keys.shape[1]
     if comps == 1:
         return keyed_normal(derive_stream_keys(keys[:, 0, :], stream, pos), index)
     flat_pos = None if pos is None else pos.repeat_interleave(comps)
-    flat_index = index if index.dim() == 1 else index.repeat_interleave(comps, dim=0)
-    draws = keyed_normal(derive_stream_keys(keys.reshape(-1, 2), stream, flat_pos), flat_index)
+    stream_keys = derive_stream_keys(keys.reshape(-1, 2), stream, flat_pos)
     if weights is None:
-        return draws.view(rows, comps, -1).sum(dim=1).mul_(comps**-0.5)
+        per_row = stream_keys.view(rows, comps, 2)
+        if index.dim() == 1:  # arange(N) (utility): component m draws elements m, m + M, m + 2M, ...
+            out = torch.empty(rows, index.shape[0], dtype=torch.float32, device=index.device)
+            for m in range(comps):
+                out[:, m::comps] = keyed_normal(per_row[:, m], index[m::comps])
+            return out
+        pick = index.remainder(comps).long()[:, :, None].expand(-1, -1, 2)  # (R, N, 2): element id mod M
+        return keyed_normal(per_row.gather(1, pick), index)
+    flat_index = index if index.dim() == 1 else index.repeat_interleave(comps, dim=0)
+    draws = keyed_normal(stream_keys, flat_index)
     return torch.bmm(weights[:, None, :], draws.view(rows, comps, -1)).squeeze(1)
 
 

@@ -49,9 +49,11 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 
 def _keyed_bits24(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """(R, N) int32 in [0, 2^24): the top 24 hash bits of each (row key, element index) counter."""
-    k1 = keys[:, 0:1]
-    k2 = keys[:, 1:2]
+    """(R, N) int32 in [0, 2^24): the top 24 hash bits of each (row key, element index) counter.
+
+    ``keys``: (R, 2) one key per row, or (R, N, 2) one key per element."""
+    k1 = keys[..., 0] if keys.dim() == 3 else keys[:, 0:1]
+    k2 = keys[..., 1] if keys.dim() == 3 else keys[:, 1:2]
     x = index.mul(_GOLDEN)
     x = x.add_(k1) if x.dim() == 2 else x + k1
     scratch = torch.empty_like(x)
@@ -90,7 +92,7 @@ def keyed_normal(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Standard normal noise keyed by row and element index.
 
     Args:
-        keys: (R, 2) int32, the two key words of each row.
+        keys: (R, 2) int32, the two key words of each row, or (R, N, 2) of each element.
         index: int32 element counters, either (N,) shared by every row or (R, N) per row.
 
     Returns:

@@ -3,14 +3,15 @@
 Inputs the model treats as the same (a trailing " !", an emoji, a re-encoded JPEG) land close together in
 the model's own representation, so they must get the same noise, or voting over such variants averages the
 noise away. A single hash bucket of that representation would be brittle (variants straddling a bucket
-border get independent draws), so the noise is a mixture over L independent locality-sensitive hash tables:
+border get independent draws), so the noise is shared out over L independent locality-sensitive hash tables:
 
-    noise = (1 / sqrt(L)) * sum_l z(key_l),   key_l = H(base key, l, bucket_l(features))
+    noise[n] = z(key_{n mod L})[n],   key_l = H(base key, l, bucket_l(features))
 
-where z(.) is the keyed N(0, 1) generator of `service.modulation.noise`. For any fixed input the noise is
-exactly N(0, 1) per element (a normalised sum of L independent standard normals); two inputs' draws have
-correlation (number of tables where they share a bucket) / L, which degrades gracefully with distance
-instead of jumping from 1 to 0.
+where z(.) is the keyed N(0, 1) generator of `service.modulation.noise`: element n takes its draw from
+table n mod L, so the tables cost one draw per element (a normalised sum of L draws, the first design, cost
+L). For any fixed input the noise is exactly N(0, 1) per element; two inputs' draws have correlation
+(number of tables where they share a bucket) / L, which degrades gracefully with distance instead of
+jumping from 1 to 0.
 
 For classifiers (few classes, so M draws per row are cheap) a smoother mixture does better: random
 features (`feature_weights`), noise = sum_m weight_m(f) z(key_m) with M component keys shared by the tier
@@ -31,6 +32,7 @@ so that two tiers never share a draw. Everything here is pure torch and determin
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -101,6 +103,16 @@ def _projection_keys(proj_key: RowKey, count: int, device: torch.device) -> torc
     return torch.stack((k1, k2), dim=1)
 
 
+@functools.lru_cache(maxsize=16)
+def _projections(
+    proj_key: RowKey, count: int, dim: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """((count, 2) keys, (count, dim) N(0, 1) directions) of the projections: a function of the secret's
+    projection key and the shapes only, so computed once per model and device (treat as read-only)."""
+    keys = _projection_keys(proj_key, count, device)
+    return keys, keyed_normal(keys, torch.arange(dim, dtype=torch.int32, device=device))
+
+
 def _offsets(keys: torch.Tensor, width: float) -> torch.Tensor:
     """(J, 1) float32 U(0, width) offset of each projection (element -1 of its keyed stream)."""
     return keyed_uniform(keys, torch.full((1,), -1, dtype=torch.int32, device=keys.device)).mul_(width)
@@ -117,9 +129,7 @@ def bucket_codes(features: torch.Tensor, proj_key: RowKey, res: Resolution) -> t
     """
     f = features.float()
     f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    count = res.tables * res.bits
-    keys = _projection_keys(proj_key, count, f.device)
-    omega = keyed_normal(keys, torch.arange(f.shape[1], dtype=torch.int32, device=f.device))  # (J, D)
+    keys, omega = _projections(proj_key, res.tables * res.bits, f.shape[1], f.device)  # (J, 2), (J, D)
     offset = _offsets(keys, res.width)
     buckets = torch.floor((f @ omega.T + offset.T) / res.width).to(torch.int32)  # (B, J)
     return _combine(buckets.view(-1, res.tables, res.bits))
@@ -134,8 +144,7 @@ def feature_weights(features: torch.Tensor, proj_key: RowKey, smooth: Smoothness
     """
     f = features.float()
     f = f / f.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    keys = _projection_keys(proj_key, smooth.components, f.device)
-    omega = keyed_normal(keys, torch.arange(f.shape[1], dtype=torch.int32, device=f.device))  # (M, D)
+    keys, omega = _projections(proj_key, smooth.components, f.shape[1], f.device)  # (M, 2), (M, D)
     phase = _offsets(keys, 2.0 * math.pi)  # (M, 1)
     a = torch.cos(f @ omega.T / smooth.lengthscale + phase.T)
     weights: torch.Tensor = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
