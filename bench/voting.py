@@ -139,20 +139,26 @@ def draw_correlations(
 
 
 def keying_cost(model: LoadedModel, inputs: Sequence[Any], sigma: float) -> dict[str, float]:
-    """Seconds per batch of 32: the forward pass with features, and the semantic keying added to it."""
+    """Seconds per batch of 32: the forward pass as served (with the keying view's features, e.g. the
+    centred images of a model declaring ``key_view``) and without it, and the semantic modulation vs one
+    key; the keying's share of the served batch is the sum of both differences over the served total."""
     f = Forwarded(model, inputs[:32])
     specs = [row_spec(SECRET, "free", sigma, None)] * len(f.items)
     projection = derive_projection_key(SECRET)
     t_forward = common.median_seconds(lambda: model.forward_features(f.items), repeats=5)
+    t_forward_plain = common.median_seconds(lambda: model.forward(f.items), repeats=5)
     t_served = common.median_seconds(lambda: modulate_rows(f.logits, f.features, specs, projection, f.smooth))
     t_plain = common.median_seconds(
         lambda: modulate(f.logits, ModulationBatch.build(specs, f.logits.shape[1]))
     )
+    keying = (t_forward - t_forward_plain) + (t_served - t_plain)
     return {
         "forward_s": t_forward,
+        "forward_without_key_view_s": t_forward_plain,
         "modulate_semantic_s": t_served,
         "modulate_single_key_s": t_plain,
-        "keying_share_of_batch": (t_served - t_plain) / (t_forward + t_served),
+        "keying_share_of_batch": keying / (t_forward + t_served),
+        "load_1min": os.getloadavg()[0],
     }
 
 

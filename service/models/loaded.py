@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from service.errors import NotFound
 from service.models.inputs import InputLimits, check_text, decode_image, image_digest, text_digest
+from service.models.keyview import CENTRED, INPUT, centred
 
 TEXT_CLASSIFICATION = "text-classification"
 IMAGE_CLASSIFICATION = "image-classification"
@@ -55,6 +56,8 @@ class LoadedModel:
     transformers module (a causal LM for text-generation), ``tokenizer`` is set for text tasks and
     ``image_processor`` for image tasks. ``max_length`` is the token limit for text: longer texts are
     truncated to it (the digest is then taken over the truncated ids, since that is what the model sees).
+    ``key_view`` is what the noise key's features are taken of (`service.models.keyview`): the input as
+    sent, or for image classifiers declaring it, the image centred on its centre of mass.
     """
 
     name: str
@@ -70,6 +73,7 @@ class LoadedModel:
     image_mode: str = "RGB"
     max_length: int = 512
     limits: InputLimits = field(default_factory=InputLimits)
+    key_view: str = INPUT
 
     def prepare(self, raw: str | bytes) -> Item:
         """Validate and preprocess one input: a text (str or UTF-8 bytes) or PNG/JPEG bytes.
@@ -93,7 +97,7 @@ class LoadedModel:
         Shapes: (B, C) for classification; (B, C, h, w) for segmentation at the model's output resolution
         (use ``upsample`` to bring a row to its item's ``size``).
         """
-        return self.forward_features(items)[0]
+        return self._logits(items)
 
     def forward_features(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
         """`forward`, plus (B, D) float32 features: what the model's output head reads for each input.
@@ -101,7 +105,9 @@ class LoadedModel:
         The features are the input of the classification head (the pooled [CLS] vector of a BERT, the
         pooled last stage of a ResNet), averaged over pixels for a segmentation head's per-pixel input;
         a model without a known head gives its logits (averaged over pixels). They key the noise
-        (`service.modulation.semantic`), so inputs the model represents alike get alike draws.
+        (`service.modulation.semantic`), so inputs the model represents alike get alike draws. With
+        ``key_view == "centred"`` they are taken of the centred images instead, in the same forward pass
+        (a batch of 2B: the images as sent give the logits, their centred views the features).
         """
         captured: list[torch.Tensor] = []
         head = head_module(self.model)
@@ -109,22 +115,28 @@ class LoadedModel:
         if head is not None:
             hook = head.register_forward_pre_hook(lambda _m, args: captured.append(args[0]))
         try:
-            logits = self._logits(items)
+            logits = self._logits(items, with_key_view=True)
         finally:
             if hook is not None:
                 hook.remove()
         raw = captured[-1] if captured else logits
         features = raw.float().flatten(2).mean(dim=2) if raw.dim() > 2 else raw.float()
-        return logits, features
+        rows = len(items)
+        return logits[:rows], features[-rows:]
 
-    def _logits(self, items: Sequence[Item]) -> torch.Tensor:
+    def _logits(self, items: Sequence[Item], with_key_view: bool = False) -> torch.Tensor:
+        """Logits of ``items``, (B, ...); with ``with_key_view`` and a centred key view, (2B, ...): the
+        centred views' rows after the images as sent."""
         with torch.inference_mode():
             if self.task == TEXT_CLASSIFICATION:
                 input_ids, attention_mask = self._collate_text(items)
                 logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
             elif self.task in IMAGE_TASKS:
                 pixels = torch.stack([item.tensors["pixel_values"] for item in items])
-                logits = self.model(pixel_values=pixels.to(self.device, self.dtype)).logits
+                pixels = pixels.to(self.device, self.dtype)
+                if with_key_view and self.key_view == CENTRED and self.task == IMAGE_CLASSIFICATION:
+                    pixels = torch.cat((pixels, centred(pixels)))
+                logits = self.model(pixel_values=pixels).logits
             else:
                 raise NotFound(
                     f"the loaded model serves {self.task}, not classification", code="unsupported_task"

@@ -16,6 +16,7 @@ from typing import Any
 
 from service.errors import ConfigError
 from service.models.inputs import InputLimits
+from service.models.keyview import INPUT, KEY_VIEWS
 from service.models.loaded import (
     IMAGE_TASKS,
     TASKS,
@@ -119,6 +120,11 @@ def load_model(
         ) from exc
     manifest = read_json(directory / MANIFEST) if (directory / MANIFEST).is_file() else {}
     name = str(manifest.get("name") or (Path(gguf_file).stem if gguf_file else directory.name))
+    key_view = manifest.get("key_view", INPUT)
+    if key_view not in KEY_VIEWS:
+        raise ConfigError(
+            f"{directory / MANIFEST} declares key_view {key_view!r}; expected one of {KEY_VIEWS}"
+        )
     return LoadedModel(
         name=name,
         task=resolved_task,
@@ -133,6 +139,7 @@ def load_model(
         image_mode="L" if getattr(model.config, "num_channels", 3) == 1 else "RGB",
         max_length=_max_length(model.config, parts.get("tokenizer")),
         limits=limits or InputLimits(),
+        key_view=str(key_view),
     )
 
 

@@ -87,6 +87,7 @@ def build(out: Path) -> dict[str, Any]:
             "input": [1, SIDE, SIDE],
         },
         "training": {"epochs": EPOCHS, "batch": BATCH, "augmentation": "random shifts of up to 2 pixels"},
+        "key_view": "centred",  # noise keyed on the centred digit (service.models.keyview)
     }
 
 

@@ -90,7 +90,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "digits",
             "image-classification",
-            1,
+            2,
             "tiny ResNet trained on 4,000 real MNIST digits (28x28 grey, white on black)",
             "service.presets.digits:build",
         ),
