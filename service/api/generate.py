@@ -91,6 +91,8 @@ async def observed(c: Components, caller: Caller, stream: EventStream) -> AsyncI
                 c.metrics.observe_tokens(tier, event.usage.completion_tokens)
                 c.metrics.count_fidelity(tier, event.fidelity.agree, event.fidelity.steps)
                 c.metrics.observe_queue_wait(tier, event.queue_wait_s)
+                if event.clean_sample is not None:
+                    c.traffic.add(tier, caller.tenant.id, event.clean_sample)
             elif first:
                 c.metrics.observe_ttft(tier, now - start)
                 first = False

@@ -135,13 +135,18 @@ def calibration_logits(
 
     ``source`` defaults to the model's own folder. Classification: the first ``limit`` inputs. Segmentation:
     per-pixel logits at input size of up to 64 images, ``limit`` pixels drawn uniformly (seed 0), with their
-    mask labels. Generation: next-token logits at up to 16 positions (seed 0) of each of ceil(limit / 16)
-    texts (first 64 tokens), labels None (the unmodulated argmax is the reference).
+    mask labels. Generation, labels None (the unmodulated argmax is the reference): a model with a chat
+    template gets each text as a user turn and gives the logits of its first 16 greedy reply steps (what a
+    chat request's decoding steps see); one without gives next-token logits at up to 16 positions (seed 0)
+    of each text (first 64 tokens). Either way ceil(limit / 16) texts.
     """
     data = held_out(source or model.path)
     generator = torch.Generator().manual_seed(0)
     if model.task == TEXT_GENERATION:
-        return _generation_logits(model, [str(t) for t in data.inputs], limit, generator), None
+        texts = [str(t) for t in data.inputs][: math.ceil(limit / _POSITIONS_PER_TEXT)]
+        if getattr(model.tokenizer, "chat_template", None):
+            return _reply_logits(model, texts)[:limit], None
+        return _generation_logits(model, texts, limit, generator), None
     count = min(len(data.inputs), _SEGMENTATION_IMAGES if model.task == SEMANTIC_SEGMENTATION else limit)
     rows: list[torch.Tensor] = []
     for start in range(0, count, _BATCH):
@@ -167,7 +172,6 @@ def _generation_logits(
 ) -> torch.Tensor:
     """Next-token logits (N, V) at random positions of the texts, no chat template."""
     picked: list[torch.Tensor] = []
-    texts = texts[: math.ceil(limit / _POSITIONS_PER_TEXT)]
     for start in range(0, len(texts), _BATCH):
         batch = model.tokenizer(
             texts[start : start + _BATCH],
@@ -185,3 +189,38 @@ def _generation_logits(
             order = torch.randperm(len(valid), generator=generator)[:_POSITIONS_PER_TEXT]
             picked.append(valid[order])
     return torch.cat(picked)[:limit]
+
+
+def _reply_logits(model: LoadedModel, prompts: list[str]) -> torch.Tensor:
+    """Clean logits (N, V) of the first 16 greedy reply steps of each prompt sent as a chat user turn
+    (steps after the reply's end token left out)."""
+    tokenizer = model.tokenizer
+    eos = tokenizer.eos_token_id
+    picked: list[torch.Tensor] = []
+    for start in range(0, len(prompts), _BATCH):
+        chats = [[{"role": "user", "content": p}] for p in prompts[start : start + _BATCH]]
+        rendered = [
+            tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats
+        ]
+        batch = tokenizer(
+            rendered, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
+        ).to(model.device)
+        with torch.inference_mode():
+            out = model.model.generate(
+                **batch,
+                max_new_tokens=_POSITIONS_PER_TEXT,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                output_logits=True,
+                return_dict_in_generate=True,
+                pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+            )
+        steps = torch.stack(out.logits, dim=1).float().cpu()  # (B, T, V)
+        tokens = out.sequences[:, batch["input_ids"].shape[1] :].cpu()
+        for row in range(len(steps)):
+            ended = (tokens[row] == eos).nonzero()
+            length = int(ended[0]) + 1 if len(ended) else steps.shape[1]
+            picked.append(steps[row, :length])
+    return torch.cat(picked)

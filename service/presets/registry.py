@@ -68,7 +68,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "smollm2-135m",
             "text-generation",
-            1,
+            2,  # 2: calibrates on chat prompts (1: tweets)
             "SmolLM2-135M-Instruct chat model, GGUF Q4_1 dequantized to float32 safetensors",
             "service.presets.smollm2:build",
         ),

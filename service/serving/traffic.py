@@ -10,8 +10,16 @@ fidelity F_h = (F - s F_a) / (1 - s) with the attacker's F_a in [1/C, 1]: within
 or s (1 - F) / (1 - s) below the target (4 and 3 points for s = 0.1, F = 0.7). Opening more accounts
 multiplies the share: that is bounded by account checks and rate limits, not by this sample.
 
-Memory: at most ``max_tenants x per_tenant`` rows of C float32 per tier. Thread-safe: ``add`` runs on the
-event loop, ``sample`` in a worker thread.
+Generation: a row keeps the clean logits of every ``GENERATION_STRIDE``-th decoding step among its first
+``GENERATION_STRIDE x GENERATION_STEPS`` (`generation_sample`), reduced to their ``GENERATION_TOP`` largest
+values: top-1 fidelity depends only on the gaps to the top, and a token further below the top than the
+``GENERATION_TOP``-th changes the top-1 survival curve by less than 1e-3 for σ up to 2 (fidelity 0.43 on the
+smollm2 preset; 64 values missed by 2.4e-3 there: tests/presets/test_smollm2.py), while a row costs 512
+bytes instead of 4 V (200 KB for a 49,152-token vocabulary).
+
+Memory: at most ``max_tenants x per_tenant`` rows of C float32 per tier (C = ``GENERATION_TOP`` for
+generation: 128 MB per tier at the default bounds, reached only with 1,024 tenants of 256 sampled steps).
+Thread-safe: ``add`` runs on the event loop, ``sample`` in a worker thread.
 """
 
 from __future__ import annotations
@@ -23,6 +31,24 @@ import torch
 
 #: The largest share of a tier's sample one tenant may hold, unless the operator asks otherwise.
 DEFAULT_MAX_SHARE = 0.1
+#: Generation: every 2nd decoding step of the first 32 of a row is sampled, as its 128 largest clean logits.
+GENERATION_STRIDE, GENERATION_STEPS, GENERATION_TOP = 2, 16, 128
+
+
+def generation_sample(positions: list[int], clean: torch.Tensor) -> tuple[list[int], torch.Tensor | None]:
+    """The rows of one decoding step whose step is sampled, and their top clean logits (n, TOP) on CPU.
+
+    ``positions``: each row's decoding position; ``clean``: the step's unmodulated logits (B, V).
+    """
+    picked = [i for i, p in enumerate(positions) if p % GENERATION_STRIDE == 0 and p < _LAST_SAMPLED]
+    if not picked:
+        return picked, None
+    rows = clean if len(picked) == len(positions) else clean[picked]
+    top = rows.topk(min(GENERATION_TOP, rows.shape[-1]), dim=-1, sorted=False).values
+    return picked, top.to("cpu", torch.float32)
+
+
+_LAST_SAMPLED = GENERATION_STRIDE * GENERATION_STEPS
 
 
 class TrafficSample:
@@ -49,6 +75,13 @@ class TrafficSample:
         """Rows held per tenant of ``tier``."""
         with self._lock:
             return {t: len(r) for t, r in self._tiers.get(tier, {}).items()}
+
+    def tenant_rows(self, tier: str, tenant: str) -> torch.Tensor:
+        """The rows held for one tenant of ``tier`` (N, C); (0, 0) when none."""
+        with self._lock:
+            tenants = self._tiers.get(tier)
+            ring = list(tenants.get(tenant, ())) if tenants is not None else []
+        return torch.stack(ring) if ring else torch.zeros(0, 0)
 
     def sample(self, tier: str, max_share: float = DEFAULT_MAX_SHARE) -> tuple[torch.Tensor, int]:
         """(N, C) rows of ``tier`` with every tenant's share capped, and the number of tenants in it.

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from service.modulation.calibration import Top1Curve, solve_sigma
-from service.serving.traffic import TrafficSample, share_cap
+from service.serving.traffic import GENERATION_TOP, TrafficSample, generation_sample, share_cap
 
 
 def _logits(n: int, scale: float, seed: int) -> torch.Tensor:
@@ -72,3 +72,18 @@ def test_bad_settings_name_themselves() -> None:
     with pytest.raises(ValueError, match="max_share=0"):
         TrafficSample().sample("free", max_share=0.0)
     assert TrafficSample().sample("free")[1] == 0
+
+
+def test_generation_samples_every_second_of_the_first_32_steps_as_their_top_logits() -> None:
+    clean = torch.randn(5, 1000, generator=torch.Generator().manual_seed(3))
+    positions = [0, 1, 30, 31, 32]
+    picked, top = generation_sample(positions, clean)
+    assert picked == [0, 2] and top is not None
+    assert top.shape == (2, GENERATION_TOP) and top.dtype == torch.float32
+    expect = clean[[0, 2]].topk(GENERATION_TOP).values
+    assert torch.equal(top.sort(-1, descending=True).values, expect)
+    assert generation_sample([1, 3, 33], clean[:3]) == ([], None)
+    sample = TrafficSample()
+    sample.add("free", "a", top)
+    assert torch.equal(sample.tenant_rows("free", "a"), top)
+    assert sample.tenant_rows("free", "b").shape == (0, 0) == sample.tenant_rows("gold", "a").shape

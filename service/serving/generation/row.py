@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from service.modulation import RowSpec
 from service.serving.generation.text import StreamText
 from service.serving.generation.types import (
@@ -27,7 +29,7 @@ class Row:
 
     steps: decoding steps taken (EOS included); agree: steps whose modulated argmax equalled the
     unmodulated one; tokens: generated ids, EOS excluded; codes: (L,) int32 semantic codes of the prompt,
-    set at prefill.
+    set at prefill; sampled: top clean logits of the steps sampled for traffic recalibration.
     """
 
     request: GenerationRequest
@@ -40,6 +42,7 @@ class Row:
     steps: int = 0
     agree: int = 0
     codes: Any = None
+    sampled: list[Any] = field(default_factory=list)
 
     @property
     def spec(self) -> RowSpec:
@@ -69,5 +72,6 @@ class Row:
             fidelity=Fidelity(self.agree, self.steps),
             token_ids=tuple(self.tokens),
             queue_wait_s=self.admitted_at - self.submitted_at,
+            clean_sample=torch.stack(self.sampled) if self.sampled else None,
         )
         return [TokenDelta(tail), done] if tail else [done]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from service.errors import BadInput, PayloadTooLarge
 from service.limits import MAX_STOP_CHARS, MAX_STOP_STRINGS, MAX_TEMPERATURE
 from service.modulation import RowKey, RowSpec
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 FinishReason = Literal["stop", "length"]
 
@@ -75,6 +78,9 @@ class GenerationDone:
         string and EOS excluded.
     token_ids: the generated tokens, EOS excluded, including the tokens that produced a stop string.
     queue_wait_s: seconds between submit and the row's admission into a running batch.
+    clean_sample: the top unmodulated logits (n, K) of the row's sampled decoding steps
+        (`service.serving.traffic.generation_sample`), for re-solving its tier's σ from traffic; None when
+        the engine does not sample (vLLM).
     """
 
     text: str
@@ -83,6 +89,7 @@ class GenerationDone:
     fidelity: Fidelity
     token_ids: tuple[int, ...]
     queue_wait_s: float
+    clean_sample: Tensor | None = None
 
 
 GenerationEvent = TokenDelta | GenerationDone

@@ -27,6 +27,7 @@ from service.serving.generation import batch as gen_batch
 from service.serving.generation.row import Item, Row
 from service.serving.generation.sampling import SamplingBatch, choose_tokens
 from service.serving.generation.types import GenerationDone, StepStats
+from service.serving.traffic import generation_sample
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -173,7 +174,11 @@ class Worker:
         if not self._rows or self._logits is None or self._mod is None:
             return
         logits, mod = self._logits, self._mod
-        positions = torch.tensor([r.steps for r in self._rows], dtype=torch.int32, device=logits.device)
+        steps = [r.steps for r in self._rows]
+        picked, top = generation_sample(steps, logits)
+        for j, i in enumerate(picked):
+            self._rows[i].sampled.append(top[j])  # type: ignore[index]
+        positions = torch.tensor(steps, dtype=torch.int32, device=logits.device)
         modulated = modulate(logits, mod, position=positions)
         greedy = modulated.argmax(dim=-1)
         plain = greedy if mod.is_identity else logits.argmax(dim=-1)
