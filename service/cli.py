@@ -56,10 +56,11 @@ def _presets(args: argparse.Namespace) -> int:
     state_dir = Settings.from_env().state_dir
     names = [args.name]
     if args.name == "all":  # every preset that can be built here and is not slow; the others are named
-        names = [name for name, preset in PRESETS.items() if preset.left_out() is None]
-        for preset in PRESETS.values():
-            if preset.left_out() is not None:
-                print(f"{preset.name}: skipped: {preset.left_out()}")
+        reasons = {name: preset.left_out() for name, preset in PRESETS.items()}
+        names = [name for name, reason in reasons.items() if reason is None]
+        for name, reason in reasons.items():
+            if reason is not None:
+                print(f"{name}: skipped: {reason}")
     for name in names:
         path = build_preset(name, state_dir, force=args.force)
         print(f"{name}: {path}")

@@ -51,8 +51,9 @@ class Preset:
 
     def left_out(self) -> str | None:
         """Why ``presets build all`` leaves this preset out (a missing package, a slow build), or None."""
-        if self.missing() is not None:
-            return self.missing()
+        missing = self.missing()
+        if missing is not None:
+            return missing
         if self.slow is not None:
             return f"preset {self.name!r} is slow to build ({self.slow}): aimserve presets build {self.name}"
         return None

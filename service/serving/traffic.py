@@ -33,6 +33,7 @@ import torch
 DEFAULT_MAX_SHARE = 0.1
 #: Generation: every 2nd decoding step of the first 32 of a row is sampled, as its 128 largest clean logits.
 GENERATION_STRIDE, GENERATION_STEPS, GENERATION_TOP = 2, 16, 128
+_LAST_SAMPLED = GENERATION_STRIDE * GENERATION_STEPS
 
 
 def generation_sample(positions: list[int], clean: torch.Tensor) -> tuple[list[int], torch.Tensor | None]:
@@ -46,9 +47,6 @@ def generation_sample(positions: list[int], clean: torch.Tensor) -> tuple[list[i
     rows = clean if len(picked) == len(positions) else clean[picked]
     top = rows.topk(min(GENERATION_TOP, rows.shape[-1]), dim=-1, sorted=False).values
     return picked, top.to("cpu", torch.float32)
-
-
-_LAST_SAMPLED = GENERATION_STRIDE * GENERATION_STEPS
 
 
 class TrafficSample:

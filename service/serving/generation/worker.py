@@ -176,8 +176,9 @@ class Worker:
         logits, mod = self._logits, self._mod
         steps = [r.steps for r in self._rows]
         picked, top = generation_sample(steps, logits)
-        for j, i in enumerate(picked):
-            self._rows[i].sampled.append(top[j])  # type: ignore[index]
+        if top is not None:
+            for j, i in enumerate(picked):
+                self._rows[i].sampled.append(top[j])
         positions = torch.tensor(steps, dtype=torch.int32, device=logits.device)
         modulated = modulate(logits, mod, position=positions)
         greedy = modulated.argmax(dim=-1)
