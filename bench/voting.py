@@ -36,7 +36,8 @@ from service.modulation import ModulationBatch, RowSpec, derive_row_key, modulat
 from service.modulation.keys import derive_projection_key
 from service.modulation.semantic import feature_weights
 from service.presets import build_preset
-from service.serving.predict import modulate_rows, smoothness_for
+from service.serving.predict import modulate_rows
+from service.tasks.classes import smoothness_for
 from service.tiers import TierRegistry
 
 SECRET = b"bench-voting-secret-0123456789"
@@ -59,7 +60,7 @@ class Forwarded:
         outs = [model.forward_features(self.items[i : i + 32]) for i in range(0, len(self.items), 32)]
         self.logits = torch.cat([o[0] for o in outs])
         self.features = torch.cat([o[1] for o in outs])
-        self.smooth = smoothness_for(model)
+        self.smooth = smoothness_for(model.kind)
 
 
 def log_probs(f: Forwarded, sigma: float, keying: str, tenant: str) -> torch.Tensor:
@@ -122,7 +123,7 @@ def draw_correlations(
     projection = derive_projection_key(SECRET)
 
     def weights(xs: Sequence[Any]) -> torch.Tensor:
-        return feature_weights(Forwarded(model, xs).features, projection, smoothness_for(model))
+        return feature_weights(Forwarded(model, xs).features, projection, smoothness_for(model.kind))
 
     base = weights(inputs)
     pairs = (base @ base.T)[~torch.eye(len(inputs), dtype=torch.bool)]

@@ -22,6 +22,7 @@ from starlette.types import Receive
 from service.errors import ClientGone, PayloadTooLarge
 from service.models import LoadedModel
 from service.settings import Settings
+from service.tasks import Task
 
 T = TypeVar("T")
 
@@ -43,8 +44,9 @@ class Budget:
         return self.limit / BATCH_SHARE
 
 
-def budget_for(settings: Settings, task: str) -> Budget:
-    if task == "text-classification":
+def budget_for(settings: Settings, task: Task) -> Budget:
+    """Tokens for a task over texts, original pixels for one over images."""
+    if task.input_kind == "text":
         return Budget(settings.max_request_tokens, "tokens", "AIM_MAX_REQUEST_TOKENS")
     return Budget(settings.max_request_pixels, "pixels", "AIM_MAX_REQUEST_PIXELS")
 

@@ -1,4 +1,4 @@
-"""Pieces every inference route shares: request ids, the task check, the response envelope."""
+"""Pieces every inference route shares: request ids, the task's route check, the response envelope."""
 
 from __future__ import annotations
 
@@ -7,19 +7,17 @@ from typing import Any
 
 from service.api.components import Components
 from service.api.deps import Caller
-from service.errors import NotFound
+from service.tasks.base import unsupported
 
 
 def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
-def require_task(c: Components, *tasks: str) -> None:
-    if c.model.task not in tasks:
-        raise NotFound(
-            f"the loaded model ({c.model.name}) serves {c.model.task}, not {' or '.join(tasks)}",
-            code="unsupported_task",
-        )
+def require_route(c: Components, route: str) -> None:
+    """unsupported_task (404) unless the loaded model's task is served by ``route``."""
+    if c.model.kind.route != route:
+        raise unsupported(c.model, route)
 
 
 def envelope(c: Components, caller: Caller, request_id: str) -> dict[str, Any]:

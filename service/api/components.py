@@ -26,11 +26,12 @@ from service.modulation.keys import derive_projection_key
 from service.presets import resolve_model_path
 from service.serving.batcher import BatchStats, DynamicBatcher
 from service.serving.generation import BuiltinEngine, GenerationEngine, StepStats, focus_token_ids
-from service.serving.predict import Row, classify_batch, segment_batch
+from service.serving.predict import Row
 from service.serving.traffic import TrafficSample
 from service.settings import Settings
 from service.store import EmbeddedRedis, RateLimiter, RedisGate, RequestRecords, TenantStore
 from service.store.persistence import check_persistence
+from service.tasks import batched
 from service.tiers import TierRegistry
 
 log = logging.getLogger("aimserve")
@@ -106,12 +107,12 @@ def on_batch(metrics: Metrics, task: str) -> Callable[[BatchStats], None]:
     return observe
 
 
-def step_hook(metrics: Metrics) -> Callable[[StepStats], None]:
+def step_hook(metrics: Metrics, task: str) -> Callable[[StepStats], None]:
     """Per decoding step, from the engine's worker thread (prometheus_client is thread-safe)."""
 
     def observe(stats: StepStats) -> None:
         metrics.observe_batch(stats.batch_size)
-        metrics.observe_forward("text-generation", stats.step_s)
+        metrics.observe_forward(task, stats.step_s)
         metrics.set_queue_depth(stats.queue_depth)
 
     return observe
@@ -204,7 +205,7 @@ def _reload_hook(
 def _resolver(model: LoadedModel) -> FocusResolver:
     """Focus targets -> class or token ids. Every request of a focused tenant resolves its targets, so
     the generation resolver memoises tokenization per target list (a tenant has one at a time)."""
-    if model.task == "text-generation":
+    if model.kind.generates:
         tokenizer = model.tokenizer
 
         @functools.lru_cache(maxsize=4096)
@@ -232,28 +233,28 @@ def generation_engine(c: Components) -> GenerationEngine:
         max_batch_size=s.max_batch_size,
         max_wait_ms=s.max_wait_ms,
         max_queue=s.queue_size,
-        metrics_hook=step_hook(c.metrics),
+        metrics_hook=step_hook(c.metrics, model.task),
     )
 
 
 async def _start_engine(c: Components) -> None:
     s, model = c.settings, c.model
-    if model.task == "text-generation":
+    if model.kind.generates:
         c.generator = generation_engine(c)
         await c.generator.start()
         c._stack.push_async_callback(c.generator.stop)
         return
-    run = segment_batch if model.task == "semantic-segmentation" else classify_batch
+    task = batched(model.kind)
     projection = derive_projection_key(s.secret)
     c.batcher = DynamicBatcher[Row, Any](
-        lambda rows: run(model, rows, projection),
+        lambda rows: task.run_batch(model, rows, projection),
         max_batch_size=s.max_batch_size,
         max_wait_s=s.max_wait_ms / 1000,
         max_queue=s.queue_size,
         on_batch=on_batch(c.metrics, model.task),
         max_tenant_rows=s.tenant_max_rows,
         # A higher tier's row waits for at most one batch of this cost (see service.api.admission).
-        max_batch_cost=budget_for(s, model.task).per_batch,
+        max_batch_cost=budget_for(s, task).per_batch,
         max_queue_wait_s=s.max_queue_wait_s,
     )
     await c.batcher.start()

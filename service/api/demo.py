@@ -32,7 +32,7 @@ async def ensure_demo_tenants(c: Components, *, host: str, port: int) -> dict[st
         _, issued = await c.store.create_tenant(name, tier)
         keys[name] = issued.api_key
     _write_private(path, json.dumps(keys, indent=2))
-    _announce(keys, host, port, c.model.task)
+    _announce(keys, host, port, c.model.kind.route)
     return keys
 
 
@@ -42,9 +42,8 @@ def _write_private(path: Path, text: str) -> None:
         f.write(text)
 
 
-def _announce(keys: dict[str, str], host: str, port: int, task: str) -> None:
+def _announce(keys: dict[str, str], host: str, port: int, route: str) -> None:
     base = f"http://{host}:{port}"
-    route = {"text-generation": "/v1/generate"}.get(task, "/v1/classify")
     lines = ["", "aimserve demo tenants (keys kept in the state directory):"]
     lines += [f"  {name:13s} {key}" for name, key in keys.items()]
     lines += [

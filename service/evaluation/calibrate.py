@@ -20,9 +20,10 @@ from service.evaluation.metrics import predictions
 from service.evaluation.sampling import modulated_outcome, repeat_keys
 from service.evaluation.spec import check_fraction, check_positive
 from service.modulation import RowKey, RowSpec
+from service.tasks import SEMANTIC_SEGMENTATION
 from service.tiers.tierfile import check_tier, write_tier_sigma
 
-DEFAULT_OUTPUTS = {"semantic-segmentation": 20_000}
+DEFAULT_OUTPUTS = {SEMANTIC_SEGMENTATION.name: 20_000}
 
 
 def measure(
@@ -72,12 +73,13 @@ def _logits(model: Any, args: argparse.Namespace) -> tuple[torch.Tensor, torch.T
     limit = args.limit or DEFAULT_OUTPUTS.get(model.task, 1000)
     if args.data is None:
         return calibration_logits(model, limit)
+    from service.evaluation.commands import CLASSIFY
     from service.evaluation.datasets import load_eval_set
     from service.evaluation.forward import compute_logits, require_task
     from service.evaluation.utility import scored_pixels
 
-    require_task(model, ("text-classification", "image-classification", "semantic-segmentation"), "--data")
-    segmentation = model.task == "semantic-segmentation"
+    require_task(model, CLASSIFY, "--data")
+    segmentation = model.kind is SEMANTIC_SEGMENTATION
     data = load_eval_set(model, args.data, None if segmentation else limit)
     logits = compute_logits(model, data.inputs, batch_size=args.batch_size)
     z, y = scored_pixels(logits, data.labels)

@@ -74,6 +74,7 @@ def coherence_command(args: argparse.Namespace) -> int:
     from service.evaluation.forward import open_model, require_task
     from service.evaluation.report import write_csv, write_json
     from service.evaluation.spec import parse_grid
+    from service.tasks import TEXT_GENERATION
 
     sigmas = parse_grid(args.sigmas, setting="--sigmas")
     if not 1 <= args.max_new_tokens <= 512:
@@ -82,7 +83,7 @@ def coherence_command(args: argparse.Namespace) -> int:
         raise BadInput(f"--max-new-tokens must be between 1 and 512, got {args.max_new_tokens}")
     out = common(args)
     model = open_model(args.model, args.task)
-    require_task(model, ("text-generation",), "aimserve eval coherence")
+    require_task(model, (TEXT_GENERATION,), "aimserve eval coherence")
     rows, text = coherence_rows(model, sigmas, args.max_new_tokens)
     write_csv(out / "coherence.csv", rows)
     (out / "samples.txt").write_text(text, encoding="utf-8")

@@ -21,10 +21,11 @@ from service.evaluation import plots
 from service.evaluation.report import prepare_out_dir, write_csv, write_json
 from service.evaluation.spec import check_positive, parse_grid
 from service.evaluation.summary import agreement, logit_scale, stages
+from service.tasks import IMAGE_CLASSIFICATION, SEMANTIC_SEGMENTATION, TEXT_CLASSIFICATION, TEXT_GENERATION
 
-DEFAULT_LIMIT = {"semantic-segmentation": 100}
+DEFAULT_LIMIT = {SEMANTIC_SEGMENTATION.name: 100}
 DEFAULT_LIMIT_OTHER = 1000
-CLASSIFY = ("text-classification", "image-classification", "semantic-segmentation")
+CLASSIFY = (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SEMANTIC_SEGMENTATION)
 
 
 def common(args: argparse.Namespace) -> Path:
@@ -126,7 +127,7 @@ def generate_command(args: argparse.Namespace) -> int:
     out = common(args)
     questions = questions[: args.limit] if args.limit else questions
     model = open_model(args.model, args.task)
-    require_task(model, ("text-generation",), "aimserve eval generate")
+    require_task(model, (TEXT_GENERATION,), "aimserve eval generate")
     started = time.perf_counter()
     answers = run_generation(model, questions, sigmas, max_new_tokens=args.max_new_tokens)
     table = generation_table(answers, sigmas)

@@ -23,7 +23,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from service.errors import AimError, BadInput
-from service.models import SEMANTIC_SEGMENTATION, TEXT_CLASSIFICATION, LoadedModel, held_out
+from service.models import LoadedModel, held_out
+from service.tasks import IMAGE_CLASSIFICATION, SEMANTIC_SEGMENTATION, TEXT_CLASSIFICATION, Task
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -68,18 +69,18 @@ def _held_out(model: LoadedModel, path: Path) -> Raw:
         data = held_out(path)
     except AimError as exc:
         raise BadInput(f"--data: {exc.message}") from None
-    segmentation = model.task == SEMANTIC_SEGMENTATION
+    segmentation = model.kind is SEMANTIC_SEGMENTATION
     truth: Any = data.masks if segmentation else data.labels
     if truth is None:
         what = "masks" if segmentation else "labels"
         raise BadInput(f"--data {str(path)!r}: the held-out set has no {what} to score against")
-    if (data.kind == "text") != (model.task == TEXT_CLASSIFICATION):
+    if (data.kind == "text") != (model.kind is TEXT_CLASSIFICATION):
         raise BadInput(f"--data {str(path)!r} holds {data.kind} inputs; the model's task is {model.task}")
     return list(data.inputs), torch.as_tensor(np.asarray(truth), dtype=torch.int64)
 
 
 def _check_ids(labels: torch.Tensor, model: LoadedModel, source: str) -> None:
-    valid = labels[labels != 255] if model.task == SEMANTIC_SEGMENTATION else labels
+    valid = labels[labels != 255] if model.kind is SEMANTIC_SEGMENTATION else labels
     if valid.numel() and (int(valid.min()) < 0 or int(valid.max()) >= len(model.labels)):
         raise BadInput(
             f"--data {source!r}: class ids must lie in [0, {len(model.labels)}) (255 = not scored), "
@@ -97,7 +98,7 @@ def _user_data(model: LoadedModel, path: Path) -> Raw:
         _require(model, SEMANTIC_SEGMENTATION, path, "image+mask pairs")
         return read_pairs(path)
     if path.is_dir():
-        _require(model, "image-classification", path, "a folder of images per class")
+        _require(model, IMAGE_CLASSIFICATION, path, "a folder of images per class")
         return read_class_folders(path, model.labels)
     raise BadInput(f"--data {str(path)!r} does not exist")
 
@@ -106,9 +107,11 @@ def _looks_held_out(path: Path) -> bool:
     return any((path / name).exists() for name in ("heldout", "texts.jsonl", "images.npz"))
 
 
-def _require(model: LoadedModel, task: str, path: Path, what: str) -> None:
-    if model.task != task:
-        raise BadInput(f"--data {str(path)!r} is {what}, which fits {task}; the model's task is {model.task}")
+def _require(model: LoadedModel, task: Task, path: Path, what: str) -> None:
+    if model.kind is not task:
+        raise BadInput(
+            f"--data {str(path)!r} is {what}, which fits {task.name}; the model's task is {model.task}"
+        )
 
 
 def _label_id(value: object, labels: Sequence[str], where: str) -> int:

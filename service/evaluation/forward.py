@@ -9,7 +9,8 @@ import torch
 from tqdm import tqdm
 
 from service.errors import BadInput
-from service.models import SEMANTIC_SEGMENTATION, LoadedModel, load_model, upsample
+from service.models import LoadedModel, load_model, upsample
+from service.tasks import SEMANTIC_SEGMENTATION, Task
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,11 @@ def open_model(name_or_dir: str, task: str | None) -> LoadedModel:
     return load_model(path, task=task)
 
 
-def require_task(model: LoadedModel, tasks: Sequence[str], command: str) -> None:
+def require_task(model: LoadedModel, tasks: Sequence[Task], command: str) -> None:
     """BadInput naming the command when ``model`` serves none of ``tasks``."""
-    if model.task not in tasks:
-        raise BadInput(f"`{command}` needs a model for {' or '.join(tasks)}; {model.name} is {model.task}")
+    if model.kind not in tasks:
+        names = " or ".join(t.name for t in tasks)
+        raise BadInput(f"`{command}` needs a model for {names}; {model.name} is {model.task}")
 
 
 def compute_logits(
@@ -56,7 +58,7 @@ def compute_logits(
                 except BadInput as exc:
                     raise BadInput(f"--data input {index}: {exc.message}") from None
             logits = model.forward(items).cpu()
-            if model.task == SEMANTIC_SEGMENTATION:
+            if model.kind is SEMANTIC_SEGMENTATION:
                 sizes = [_size(item.size) for item in items]
                 logits = torch.cat(
                     [upsample(row[None], size) for row, size in zip(logits, sizes, strict=True)]

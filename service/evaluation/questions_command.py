@@ -23,6 +23,7 @@ def questions_command(args: argparse.Namespace) -> int:
     from service.evaluation.choices import load_choices
     from service.evaluation.forward import open_model, require_task
     from service.evaluation.questions import choice_table, letter_ids, next_token_logits
+    from service.tasks import TEXT_GENERATION
 
     sigmas = parse_grid(args.sigmas, setting="--sigmas")
     repeats = check_positive(args.repeats, setting="--repeats")
@@ -35,7 +36,7 @@ def questions_command(args: argparse.Namespace) -> int:
     choices = [c for name in names for c in load_choices(name, limit=limit, seed=args.seed)]
     out = common(args)
     model = open_model(args.model, args.task)
-    require_task(model, ("text-generation",), "aimserve eval questions")
+    require_task(model, (TEXT_GENERATION,), "aimserve eval questions")
     ids = letter_ids(model.tokenizer, max(len(c.options) for c in choices))
     started = time.perf_counter()
     logits = next_token_logits(model, choices, progress=progress())

@@ -9,24 +9,10 @@ from __future__ import annotations
 
 from service.models.heldout import HeldOut, calibration_logits, held_out, write_images, write_texts
 from service.models.inputs import InputLimits
-from service.models.loaded import (
-    IMAGE_CLASSIFICATION,
-    SEMANTIC_SEGMENTATION,
-    TASKS,
-    TEXT_CLASSIFICATION,
-    TEXT_GENERATION,
-    Item,
-    LoadedModel,
-    upsample,
-)
+from service.models.loaded import Item, LoadedModel, upsample
 from service.models.loader import load_model
 
 __all__ = [
-    "IMAGE_CLASSIFICATION",
-    "SEMANTIC_SEGMENTATION",
-    "TASKS",
-    "TEXT_CLASSIFICATION",
-    "TEXT_GENERATION",
     "HeldOut",
     "InputLimits",
     "Item",

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from service.errors import ConfigError
-from service.models.loaded import SEMANTIC_SEGMENTATION, TEXT_GENERATION, LoadedModel, upsample
+from service.models.loaded import LoadedModel, upsample
 
 HELDOUT_DIR = "heldout"
 TEXTS_FILE = "texts.jsonl"
@@ -133,38 +133,55 @@ def calibration_logits(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Unmodulated logits of held-out inputs: (N, C) float32 on CPU, N <= ``limit``, and labels (N,) or None.
 
-    ``source`` defaults to the model's own folder. Classification: the first ``limit`` inputs. Segmentation:
-    per-pixel logits at input size of up to 64 images, ``limit`` pixels drawn uniformly (seed 0), with their
-    mask labels. Generation, labels None (the unmodulated argmax is the reference): a model with a chat
-    template gets each text as a user turn and gives the logits of its first 16 greedy reply steps (what a
-    chat request's decoding steps see); one without gives next-token logits at up to 16 positions (seed 0)
-    of each text (first 64 tokens). Either way ceil(limit / 16) texts.
+    ``source`` defaults to the model's own folder; the model's task decides how its data calibrates
+    (``Task.calibrate``): classification, the first ``limit`` inputs (`first_rows`); segmentation, per-pixel
+    logits at input size of up to 64 images, ``limit`` pixels drawn uniformly (seed 0), with their mask
+    labels (`pixel_rows`); generation, labels None (`generation_rows`).
     """
-    data = held_out(source or model.path)
-    generator = torch.Generator().manual_seed(0)
-    if model.task == TEXT_GENERATION:
-        texts = [str(t) for t in data.inputs][: math.ceil(limit / _POSITIONS_PER_TEXT)]
-        if getattr(model.tokenizer, "chat_template", None):
-            return _reply_logits(model, texts)[:limit], None
-        return _generation_logits(model, texts, limit, generator), None
-    count = min(len(data.inputs), _SEGMENTATION_IMAGES if model.task == SEMANTIC_SEGMENTATION else limit)
-    rows: list[torch.Tensor] = []
+    return model.kind.calibrate(model, held_out(source or model.path), limit)
+
+
+def _forward(model: LoadedModel, data: HeldOut, count: int) -> tuple[list[torch.Tensor], list[Any]]:
+    """CPU logits of the first ``count`` held-out inputs, batch by batch, with their items."""
+    batches: list[torch.Tensor] = []
+    items: list[Any] = []
     for start in range(0, count, _BATCH):
-        items = [model.prepare(raw) for raw in data.inputs[start : min(start + _BATCH, count)]]
-        logits = model.forward(items).cpu()
-        if model.task != SEMANTIC_SEGMENTATION:
-            rows.append(logits)
-            continue
-        for row, item in zip(logits, items, strict=True):
-            assert item.size is not None
-            rows.append(upsample(row[None], item.size)[0].flatten(1).T)
+        batch = [model.prepare(raw) for raw in data.inputs[start : min(start + _BATCH, count)]]
+        batches.append(model.forward(batch).cpu())
+        items.extend(batch)
+    return batches, items
+
+
+def first_rows(model: LoadedModel, data: HeldOut, limit: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Classification: logits of the first ``limit`` inputs and their labels."""
+    count = min(len(data.inputs), limit)
+    logits = torch.cat(_forward(model, data, count)[0])
+    return logits, torch.tensor(data.labels[:count]) if data.labels is not None else None
+
+
+def pixel_rows(model: LoadedModel, data: HeldOut, limit: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Segmentation: ``limit`` pixels (seed 0) of up to 64 images' logits at input size, and their labels."""
+    count = min(len(data.inputs), _SEGMENTATION_IMAGES)
+    batches, items = _forward(model, data, count)
+    rows: list[torch.Tensor] = []
+    for row, item in zip(torch.cat(batches), items, strict=True):
+        assert item.size is not None
+        rows.append(upsample(row[None], item.size)[0].flatten(1).T)
     logits = torch.cat(rows)
-    if model.task != SEMANTIC_SEGMENTATION:
-        labels = torch.tensor(data.labels[:count]) if data.labels is not None else None
-        return logits, labels
-    pick = torch.randperm(len(logits), generator=generator)[:limit]
+    pick = torch.randperm(len(logits), generator=torch.Generator().manual_seed(0))[:limit]
     masks = torch.from_numpy(data.masks[:count].reshape(-1)) if data.masks is not None else None
     return logits[pick], masks[pick] if masks is not None else None
+
+
+def generation_rows(model: LoadedModel, data: HeldOut, limit: int) -> tuple[torch.Tensor, None]:
+    """Generation, labels None (the unmodulated argmax is the reference): a model with a chat template gets
+    each text as a user turn and gives the logits of its first 16 greedy reply steps (what a chat request's
+    decoding steps see); one without gives next-token logits at up to 16 positions (seed 0) of each text
+    (first 64 tokens). Either way ceil(limit / 16) texts."""
+    texts = [str(t) for t in data.inputs][: math.ceil(limit / _POSITIONS_PER_TEXT)]
+    if getattr(model.tokenizer, "chat_template", None):
+        return _reply_logits(model, texts)[:limit], None
+    return _generation_logits(model, texts, limit, torch.Generator().manual_seed(0)), None
 
 
 def _generation_logits(

@@ -10,21 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
-from service.errors import NotFound
-from service.models.inputs import InputLimits, check_text, decode_image, image_digest, text_digest
-from service.models.keyview import CENTRED, INPUT, centred
+from service.models.inputs import InputLimits
+from service.models.keyview import INPUT
 
-TEXT_CLASSIFICATION = "text-classification"
-IMAGE_CLASSIFICATION = "image-classification"
-SEMANTIC_SEGMENTATION = "semantic-segmentation"
-TEXT_GENERATION = "text-generation"
-TASKS = (TEXT_CLASSIFICATION, IMAGE_CLASSIFICATION, SEMANTIC_SEGMENTATION, TEXT_GENERATION)
-IMAGE_TASKS = (IMAGE_CLASSIFICATION, SEMANTIC_SEGMENTATION)
+if TYPE_CHECKING:
+    from service.tasks.base import Task
 
 
 @dataclass(frozen=True)
@@ -75,21 +70,20 @@ class LoadedModel:
     limits: InputLimits = field(default_factory=InputLimits)
     key_view: str = INPUT
 
+    @property
+    def kind(self) -> Task:
+        """The task this model serves (``service.tasks``): how its inputs are prepared and run."""
+        from service.tasks.registry import task_named  # tasks build on this module: looked up at use
+
+        return task_named(self.task)
+
     def prepare(self, raw: str | bytes) -> Item:
-        """Validate and preprocess one input: a text (str or UTF-8 bytes) or PNG/JPEG bytes.
+        """Validate and preprocess one input the way the model's task does (a text, or PNG/JPEG bytes).
 
         Raises BadInput / PayloadTooLarge for unusable input, NotFound(code="unsupported_task") on a
-        text-generation model (whose inputs go through ``tokenizer`` and ``model`` directly).
+        text-generation model (whose inputs go to its generation engine instead).
         """
-        if self.task == TEXT_CLASSIFICATION:
-            text = check_text(raw, self.limits)
-            ids = self.tokenizer(text, truncation=True, max_length=self.max_length)["input_ids"]
-            return Item({"input_ids": torch.tensor(ids, dtype=torch.long)}, text_digest(ids))
-        if self.task in IMAGE_TASKS:
-            image = decode_image(raw, self.limits, self.image_mode)
-            pixels = self.image_processor(images=image, return_tensors="pt")["pixel_values"][0]
-            return Item({"pixel_values": pixels.float()}, image_digest(image), (image.height, image.width))
-        raise NotFound(f"the loaded model serves {self.task}, not classification", code="unsupported_task")
+        return self.kind.prepare(self, raw)
 
     def forward(self, items: Sequence[Item]) -> torch.Tensor:
         """One batched forward pass over non-empty ``items``; float32 logits on the model's device.
@@ -128,33 +122,7 @@ class LoadedModel:
         """Logits of ``items``, (B, ...); with ``with_key_view`` and a centred key view, (2B, ...): the
         centred views' rows after the images as sent."""
         with torch.inference_mode():
-            if self.task == TEXT_CLASSIFICATION:
-                input_ids, attention_mask = self._collate_text(items)
-                logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-            elif self.task in IMAGE_TASKS:
-                pixels = torch.stack([item.tensors["pixel_values"] for item in items])
-                pixels = pixels.to(self.device, self.dtype)
-                if with_key_view and self.key_view == CENTRED and self.task == IMAGE_CLASSIFICATION:
-                    pixels = torch.cat((pixels, centred(pixels)))
-                logits = self.model(pixel_values=pixels).logits
-            else:
-                raise NotFound(
-                    f"the loaded model serves {self.task}, not classification", code="unsupported_task"
-                )
-            result: torch.Tensor = logits.float()
-            return result
-
-    def _collate_text(self, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-pad token ids to the longest item: (B, T) ids and (B, T) attention mask on the device."""
-        pad_id = self.tokenizer.pad_token_id or 0
-        longest = max(len(item.tensors["input_ids"]) for item in items)
-        input_ids = torch.full((len(items), longest), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(items), longest), dtype=torch.long)
-        for row, item in enumerate(items):
-            ids = item.tensors["input_ids"]
-            input_ids[row, : len(ids)] = ids
-            attention_mask[row, : len(ids)] = 1
-        return input_ids.to(self.device), attention_mask.to(self.device)
+            return self.kind.logits(self, items, with_key_view).float()
 
 
 def head_module(model: Any) -> torch.nn.Module | None:

@@ -12,27 +12,18 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.errors import ConfigError
 from service.models.inputs import InputLimits
 from service.models.keyview import INPUT, KEY_VIEWS
-from service.models.loaded import (
-    IMAGE_TASKS,
-    TASKS,
-    TEXT_CLASSIFICATION,
-    TEXT_GENERATION,
-    LoadedModel,
-)
+from service.models.loaded import LoadedModel
 from service.models.placement import resolve_device, resolve_dtype
 
+if TYPE_CHECKING:
+    from service.tasks.base import Task
+
 MANIFEST = "aimserve.json"
-_ARCHITECTURE_SUFFIXES = {
-    "ForSequenceClassification": TEXT_CLASSIFICATION,
-    "ForImageClassification": "image-classification",
-    "ForSemanticSegmentation": "semantic-segmentation",
-    "ForCausalLM": TEXT_GENERATION,
-}
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -68,26 +59,31 @@ def _locate(path: Path) -> tuple[Path, str | None]:
 
 def infer_task(directory: Path, gguf_file: str | None, task: str | None) -> str:
     """The task: explicit, else ``aimserve.json``'s ``task``, else from ``architectures``, else GGUF."""
+    from service.tasks import (  # tasks build on models
+        NAMES,
+        TEXT_GENERATION,
+        task_named,
+        task_of_architecture,
+    )
+
     if task is not None:
-        if task not in TASKS:
-            raise ConfigError(f"task {task!r} is not supported; use one of {', '.join(TASKS)}")
-        return task
+        return task_named(task).name
     if (directory / MANIFEST).is_file():
         declared = read_json(directory / MANIFEST).get("task")
-        if declared in TASKS:
+        if declared in NAMES:
             return str(declared)
         if declared is not None:
-            raise ConfigError(f"{directory / MANIFEST} declares task {declared!r}; expected one of {TASKS}")
+            raise ConfigError(f"{directory / MANIFEST} declares task {declared!r}; expected one of {NAMES}")
     if gguf_file is not None:
-        return TEXT_GENERATION
+        return TEXT_GENERATION.name
     architectures = read_json(directory / "config.json").get("architectures") or []
     for architecture in architectures:
-        for suffix, inferred in _ARCHITECTURE_SUFFIXES.items():
-            if str(architecture).endswith(suffix):
-                return inferred
+        inferred = task_of_architecture(str(architecture))
+        if inferred is not None:
+            return inferred.name
     raise ConfigError(
         f"cannot infer the task of {directory}: config.json names architectures {architectures}; "
-        f"set the task explicitly (one of {', '.join(TASKS)})"
+        f"set the task explicitly (one of {', '.join(NAMES)})"
     )
 
 
@@ -104,11 +100,14 @@ def load_model(
     ``limits`` bounds each input given to ``LoadedModel.prepare`` (defaults: ``InputLimits()``).
     """
     directory, gguf_file = _locate(Path(path))
+    from service.tasks import task_named  # tasks build on models: looked up at use
+
     resolved_task = infer_task(directory, gguf_file, task)
+    kind = task_named(resolved_task)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     try:
-        parts = _load_parts(directory, gguf_file, resolved_task, torch_dtype)
+        parts = _load_parts(directory, gguf_file, kind, torch_dtype)
         model = parts["model"].to(torch_device).eval()
     except ConfigError:
         raise
@@ -128,12 +127,12 @@ def load_model(
     return LoadedModel(
         name=name,
         task=resolved_task,
-        labels=_labels(model.config, resolved_task, directory),
+        labels=_labels(model.config, kind, directory),
         device=torch_device,
         dtype=torch_dtype,
         path=directory,
         model=model,
-        num_classes=_num_classes(model, resolved_task),
+        num_classes=_num_classes(model, kind),
         tokenizer=parts.get("tokenizer"),
         image_processor=parts.get("image_processor"),
         image_mode="L" if getattr(model.config, "num_channels", 3) == 1 else "RGB",
@@ -143,15 +142,15 @@ def load_model(
     )
 
 
-def _load_parts(directory: Path, gguf_file: str | None, task: str, dtype: Any) -> dict[str, Any]:
+def _load_parts(directory: Path, gguf_file: str | None, task: Task, dtype: Any) -> dict[str, Any]:
     """The transformers objects for ``task``: ``model`` plus ``tokenizer`` or ``image_processor``."""
     tf: Any = importlib.import_module("transformers")  # heavy: imported only when a model is loaded
 
     common: dict[str, Any] = {"local_files_only": True}
-    if task == TEXT_GENERATION and gguf_file is not None:
+    if task.generates and gguf_file is not None:
         common["gguf_file"] = gguf_file
         quantization = tf.GgufConfig(gguf_file=gguf_file, dequantize=True)
-        model = tf.AutoModelForCausalLM.from_pretrained(
+        model = getattr(tf, task.auto_class).from_pretrained(
             directory, dtype=dtype, quantization_config=quantization, **common
         )
         has_tokenizer = (directory / "tokenizer.json").is_file()
@@ -159,17 +158,11 @@ def _load_parts(directory: Path, gguf_file: str | None, task: str, dtype: Any) -
             directory, **({"local_files_only": True} if has_tokenizer else common)
         )
         return {"model": model, "tokenizer": _for_generation(tokenizer)}
-    auto_model = {
-        TEXT_CLASSIFICATION: tf.AutoModelForSequenceClassification,
-        "image-classification": tf.AutoModelForImageClassification,
-        "semantic-segmentation": tf.AutoModelForSemanticSegmentation,
-        TEXT_GENERATION: tf.AutoModelForCausalLM,
-    }[task]
-    model = auto_model.from_pretrained(directory, dtype=dtype, **common)
-    if task in IMAGE_TASKS:
+    model = getattr(tf, task.auto_class).from_pretrained(directory, dtype=dtype, **common)
+    if task.input_kind == "image":
         return {"model": model, "image_processor": tf.AutoImageProcessor.from_pretrained(directory, **common)}
     tokenizer = tf.AutoTokenizer.from_pretrained(directory, **common)
-    return {"model": model, "tokenizer": _for_generation(tokenizer) if task == TEXT_GENERATION else tokenizer}
+    return {"model": model, "tokenizer": _for_generation(tokenizer) if task.generates else tokenizer}
 
 
 def _for_generation(tokenizer: Any) -> Any:
@@ -180,9 +173,9 @@ def _for_generation(tokenizer: Any) -> Any:
     return tokenizer
 
 
-def _labels(config: Any, task: str, directory: Path) -> list[str]:
-    """Class names by id from ``id2label``; [] for text-generation."""
-    if task == TEXT_GENERATION:
+def _labels(config: Any, task: Task, directory: Path) -> list[str]:
+    """Class names by id from ``id2label``; [] for a generating task (its classes are the vocabulary)."""
+    if task.generates:
         return []
     id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
     if sorted(id2label) != list(range(len(id2label))) or not id2label:
@@ -190,9 +183,9 @@ def _labels(config: Any, task: str, directory: Path) -> list[str]:
     return [id2label[i] for i in range(len(id2label))]
 
 
-def _num_classes(model: Any, task: str) -> int:
-    """C of the logits: number of labels, or the output vocabulary size for text-generation."""
-    if task == TEXT_GENERATION:
+def _num_classes(model: Any, task: Task) -> int:
+    """C of the logits: number of labels, or the output vocabulary size for a generating task."""
+    if task.generates:
         return int(model.get_output_embeddings().weight.shape[0])
     return int(model.config.num_labels)
 

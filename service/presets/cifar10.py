@@ -44,6 +44,7 @@ from service.presets.sources import (
     read_bigbench_images,
     split_per_class,
 )
+from service.tasks import IMAGE_CLASSIFICATION
 
 SIDE = 128
 HELDOUT_PER_CLASS = 100
@@ -83,7 +84,7 @@ def build_probe(out: Path, data: ImageSplit, recipe: ProbeRecipe) -> dict[str, A
         logits = model.classifier(test_features)
     model.save_pretrained(out)
     write_images(out / HELDOUT_DIR, test.images, labels=test.labels)
-    check_saved(out, "image-classification", logits[:32])
+    check_saved(out, IMAGE_CLASSIFICATION.name, logits[:32])
     accuracy = float((logits.argmax(-1) == torch.from_numpy(test.labels)).float().mean())
     return {
         "metrics": {"accuracy": round(accuracy, 4)},

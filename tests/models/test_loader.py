@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from service.errors import ConfigError, NotFound
-from service.models import TASKS, load_model
+from service.models import load_model
 from service.models.loader import infer_task
+from service.tasks import NAMES
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", NAMES)
 def test_task_inferred_from_architectures(tiny_models, task):
     model = load_model(tiny_models[task])
     assert model.task == task

@@ -5,30 +5,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from fastapi import APIRouter, Request
-from PIL import Image
 
 from service.api import generate as gen
 from service.api import schemas
 from service.api.admission import budget_for, prepare_within, until_disconnect
-from service.api.common import envelope, new_request_id, require_task
+from service.api.common import envelope, new_request_id, require_route
 from service.api.components import Components
 from service.api.deps import Caller, CallerDep, ComponentsDep
 from service.api.errors import error_responses
 from service.api.policy import row_spec
 from service.errors import BadInput
 from service.serving.predict import ClassResult, Row, SegResult
+from service.tasks import batched
+from service.tasks.classes import CLASSIFY_ROUTE
+from service.tasks.generation import GENERATE_ROUTE
+from service.tasks.segmentation import SEGMENT_ROUTE
 
 router = APIRouter(
     prefix="/v1", tags=["inference"], responses=error_responses(400, 401, 404, 413, 422, 429, 503)
 )
-
-CLASSIFY_TASKS = ("text-classification", "image-classification")
 
 
 def decode_image(encoded: str, index: int) -> bytes:
@@ -44,7 +44,7 @@ async def _predict(
     """Admit ``count`` rows before any decoding or tokenization, prepare them within the compute budget
     (off the event loop), then run them in the batcher."""
     async with c.predictor.admit(caller.tenant.id, caller.tier.priority, count) as ticket:
-        budget = budget_for(c.settings, c.model.task)
+        budget = budget_for(c.settings, c.model.kind)
         items, costs = await asyncio.to_thread(lambda: prepare_within(c.model, raw(), budget))
         return await ticket.run(_rows(c, caller, items, top_k), costs)
 
@@ -65,8 +65,8 @@ def _rows(c: Components, caller: Caller, items: list[Any], top_k: int = 1) -> li
 async def classify(
     request: Request, body: schemas.ClassifyRequest, caller: CallerDep, c: ComponentsDep
 ) -> dict[str, Any]:
-    require_task(c, *CLASSIFY_TASKS)
-    want_images = c.model.task == "image-classification"
+    require_route(c, CLASSIFY_ROUTE)
+    want_images = c.model.kind.input_kind == "image"
     for i, x in enumerate(body.inputs):
         if isinstance(x, schemas.ImageInput) != want_images:
             kind = 'images ({"image": "<base64>"})' if want_images else "texts"
@@ -80,7 +80,7 @@ async def classify(
 
     work = _predict(c, caller, len(body.inputs), raw, body.top_k)
     results: list[ClassResult] = await until_disconnect(request, work)
-    labels = c.model.labels
+    labels, task = c.model.labels, batched(c.model.kind)
     c.metrics.count_fidelity(caller.tier.name, sum(r.top1 == r.clean_top1 for r in results), len(results))
     c.traffic.add(caller.tier.name, caller.tenant.id, torch.stack([r.logits for r in results]))
     request_id = new_request_id()
@@ -89,33 +89,7 @@ async def classify(
     )
     return {
         **envelope(c, caller, request_id),
-        "results": [
-            {
-                "label": labels[r.top1],
-                "score": r.top[0][1],
-                "top_k": [{"label": labels[i], "score": p} for i, p in r.top],
-            }
-            for r in results
-        ],
-    }
-
-
-def _seg_json(labels: list[str], result: SegResult) -> dict[str, Any]:
-    mask = result.mask
-    buf = io.BytesIO()
-    Image.fromarray(mask.numpy(), mode="L").save(buf, format="PNG")
-    counts = torch.bincount(mask.flatten().long(), minlength=len(labels)).tolist()
-    total = mask.numel()
-    classes = [
-        {"label": labels[i], "pixel_fraction": n / total}
-        for i, n in sorted(enumerate(counts), key=lambda t: -t[1])
-        if n > 0
-    ]
-    return {
-        "width": int(mask.shape[1]),
-        "height": int(mask.shape[0]),
-        "mask": base64.b64encode(buf.getvalue()).decode(),
-        "classes": classes,
+        "results": [task.respond(labels, r) for r in results],
     }
 
 
@@ -123,7 +97,7 @@ def _seg_json(labels: list[str], result: SegResult) -> dict[str, Any]:
 async def segment(
     request: Request, body: schemas.SegmentRequest, caller: CallerDep, c: ComponentsDep
 ) -> dict[str, Any]:
-    require_task(c, "semantic-segmentation")
+    require_route(c, SEGMENT_ROUTE)
 
     def raw() -> list[str | bytes]:
         return [decode_image(x.image, i) for i, x in enumerate(body.inputs)]
@@ -132,13 +106,14 @@ async def segment(
     c.metrics.count_fidelity(
         caller.tier.name, sum(r.agreeing_pixels for r in results), sum(r.pixels for r in results)
     )
-    request_id = new_request_id()
-    return {**envelope(c, caller, request_id), "results": [_seg_json(c.model.labels, r) for r in results]}
+    task = batched(c.model.kind)
+    results_json = [task.respond(c.model.labels, r) for r in results]
+    return {**envelope(c, caller, new_request_id()), "results": results_json}
 
 
 @router.post("/generate", response_model=schemas.GenerateResponse, responses=gen.STREAM_RESPONSE)
 async def generate(
     request: Request, body: schemas.GenerateRequest, caller: CallerDep, c: ComponentsDep
 ) -> Any:
-    require_task(c, "text-generation")
+    require_route(c, GENERATE_ROUTE)
     return await gen.generate(c, caller, body, new_request_id(), request)

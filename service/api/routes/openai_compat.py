@@ -15,13 +15,14 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.admission import until_disconnect
-from service.api.common import require_task
+from service.api.common import require_route
 from service.api.deps import CallerDep, ComponentsDep
 from service.api.errors import error_responses
 from service.api.generate import STREAM_RESPONSE, Decoding, admit, build_request, collect, sse
 from service.api.schemas import StopList, StopText, Text, TokenCount
 from service.limits import MAX_CHAT_MESSAGES, MAX_TEMPERATURE
 from service.serving.generation import GenerationDone, GenerationEvent, encode_chat, encode_prompt
+from service.tasks.generation import GENERATE_ROUTE
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(401, 429, 503))
 _GENERATION = {**error_responses(400, 404, 413, 422), **STREAM_RESPONSE}
@@ -79,7 +80,7 @@ async def models(_: CallerDep, c: ComponentsDep) -> dict[str, Any]:
 
 @router.post("/completions", responses=_GENERATION)
 async def completions(request: Request, body: CompletionRequest, caller: CallerDep, c: ComponentsDep) -> Any:
-    require_task(c, "text-generation")
+    require_route(c, GENERATE_ROUTE)
     prompt = encode_prompt(c.model.tokenizer, body.prompt)
     stream = await admit(c, build_request(c, caller, prompt, body.decoding()))
     head = {**_head("cmpl-", c.model.name), "object": "text_completion"}
@@ -98,7 +99,7 @@ async def completions(request: Request, body: CompletionRequest, caller: CallerD
 
 @router.post("/chat/completions", responses=_GENERATION)
 async def chat(request: Request, body: ChatRequest, caller: CallerDep, c: ComponentsDep) -> Any:
-    require_task(c, "text-generation")
+    require_route(c, GENERATE_ROUTE)
     prompt = encode_chat(c.model.tokenizer, [m.model_dump() for m in body.messages])
     decoding = body.decoding(body.max_completion_tokens)
     stream = await admit(c, build_request(c, caller, prompt, decoding))
