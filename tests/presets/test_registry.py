@@ -11,8 +11,9 @@ import time
 import pytest
 
 from service.errors import ConfigError
-from service.models import TASKS, load_model
+from service.models import load_model
 from service.presets import PRESETS, Preset, build_preset, preset_dir, resolve_model_path
+from service.tasks import NAMES
 
 
 def test_registry_lists_the_presets_in_priority_order():
@@ -26,18 +27,18 @@ def test_registry_lists_the_presets_in_priority_order():
         "imagenet-lite0",
     ]
     assert [p.task for p in PRESETS.values()] == [
-        TASKS[3],
-        TASKS[0],
-        TASKS[0],
-        TASKS[1],
-        TASKS[2],
-        TASKS[1],
-        TASKS[1],
+        NAMES[3],
+        NAMES[0],
+        NAMES[0],
+        NAMES[1],
+        NAMES[2],
+        NAMES[1],
+        NAMES[1],
     ]
 
 
 def test_a_preset_whose_optional_package_is_absent_says_how_to_get_it():
-    preset = Preset("p", TASKS[1], 1, "a preset", "m:f", optional=("aimserve_absent_pkg", "run `make x`"))
+    preset = Preset("p", NAMES[1], 1, "a preset", "m:f", optional=("aimserve_absent_pkg", "run `make x`"))
     assert preset.missing() == (
         "preset 'p' needs the optional package 'aimserve_absent_pkg', which is not installed; run `make x`"
     )
