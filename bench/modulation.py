@@ -19,6 +19,7 @@ import torch
 
 from bench.common import median_seconds, write
 from service.modulation import ModulationBatch, RowSpec, modulate
+from service.serving.allocator import keep_freed_memory
 
 SHAPES = [(b, v) for b in (1, 32, 256) for v in (10, 1000, 49152)]
 
@@ -116,12 +117,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-model", action="store_true")
+    parser.add_argument(
+        "--default-allocator", action="store_true", help="glibc's defaults instead of the server's setting"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
-    payload: dict[str, object] = {"keyed_vs_randn": keyed_vs_randn(device)}
+    kept = not args.default_allocator and keep_freed_memory()  # as `aimserve serve` runs
+    payload: dict[str, object] = {
+        "allocator": "freed memory kept" if kept else "glibc defaults",
+        "keyed_vs_randn": keyed_vs_randn(device),
+    }
     if not args.skip_model:
         payload["vs_forward"] = vs_forward(device)
-    suffix = "" if device.type == "cpu" else f"-{device.type}"
+    suffix = ("" if device.type == "cpu" else f"-{device.type}") + ("" if kept else "-default-allocator")
     print("wrote", write(f"modulation{suffix}", payload))
 
 

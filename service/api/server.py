@@ -14,6 +14,8 @@ import socket
 
 import uvicorn
 
+from service.serving.allocator import keep_freed_memory
+
 END_MARGIN_S = 5.0
 """Seconds between ending the streams and uvicorn cancelling whatever is still open."""
 
@@ -40,6 +42,8 @@ class GracefulServer(uvicorn.Server):
 
 
 def serve(app: object, *, host: str, port: int, log_level: str, grace_s: float) -> None:
-    """Run ``app`` like ``uvicorn.run`` does, with the graceful shutdown above."""
+    """Run ``app`` like ``uvicorn.run`` does, with the graceful shutdown above, keeping freed tensor
+    memory for reuse (`service.serving.allocator`)."""
+    keep_freed_memory()
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level)  # type: ignore[arg-type]
     GracefulServer(config, grace_s).run()

@@ -14,12 +14,21 @@ would round (2^24 - 0.5) / 2^24 up to 1.0).
 
 All arithmetic is int32 with two's-complement wrap-around, the behaviour of torch's integer kernels on
 CPU and CUDA. Right shifts are masked to act as logical shifts.
+
+Small CPU tensors (key derivation is always small: one key per row) take a NumPy uint32 path computing the
+same bits: a torch op costs about 5 us of dispatch here, a hash is 11 of them, and deriving a step's keys
+was 0.35 ms for one row (`bench/modulation.py`, fixed cost). Large or accelerator tensors stay in torch,
+whose kernels are multi-threaded. `tests/modulation/test_noise_paths.py` checks the two paths bit for bit.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 _GOLDEN = -1640531535  # 0x9E3779B1 as int32: spreads consecutive indices over the 32-bit ring
@@ -27,6 +36,12 @@ _M1 = 0x7FEB352D
 _M2 = -2073254261  # 0x846CA68B as int32
 _U24 = 1.0 / 16777216.0
 _U23 = 1.0 / 8388608.0
+# Up to this many elements a CPU hash runs in NumPy (single-threaded, ~1 us per op) rather than torch
+# (~5 us per op, two threads); measured crossover between 32 x 1,000 and 8 x 4,096 on two cores.
+_NUMPY_MAX_ELEMENTS = 1 << 14
+
+_U32 = npt.NDArray[np.uint32]
+T = TypeVar("T", torch.Tensor, _U32)
 
 
 def _xorshift_(x: torch.Tensor, shift: int, scratch: torch.Tensor) -> None:
@@ -36,8 +51,37 @@ def _xorshift_(x: torch.Tensor, shift: int, scratch: torch.Tensor) -> None:
     x.bitwise_xor_(scratch)
 
 
+def _use_numpy(x: torch.Tensor, elements: int | None = None) -> bool:
+    return x.device.type == "cpu" and (x.numel() if elements is None else elements) <= _NUMPY_MAX_ELEMENTS
+
+
+def _u32(x: torch.Tensor) -> _U32:
+    """A fresh uint32 NumPy array with the bits of int32 tensor ``x`` (on the CPU)."""
+    return x.to(torch.int32).contiguous().numpy().view(np.uint32).copy()
+
+
+def _as_tensor(a: _U32) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a).view(np.int32))
+
+
+def _np_lowbias32_(a: _U32) -> _U32:
+    """lowbias32 in place on a uint32 array (NumPy's uint32 shifts are logical, products wrap)."""
+    a ^= a >> np.uint32(16)
+    a *= np.uint32(_M1)
+    a ^= a >> np.uint32(15)
+    a *= np.uint32(_M2 & 0xFFFFFFFF)
+    a ^= a >> np.uint32(16)
+    return a
+
+
 def mix32(x: torch.Tensor) -> torch.Tensor:
     """A fresh int32 tensor holding lowbias32(x) for an int32 tensor ``x`` of any shape."""
+    if _use_numpy(x):
+        return _as_tensor(_np_lowbias32_(_u32(x)))
+    return _torch_mix32(x)
+
+
+def _torch_mix32(x: torch.Tensor) -> torch.Tensor:
     y = x.to(torch.int32, copy=True)
     scratch = torch.empty_like(y)
     _xorshift_(y, 16, scratch)
@@ -52,6 +96,12 @@ def _keyed_bits24(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(R, N) int32 in [0, 2^24): the top 24 hash bits of each (row key, element index) counter.
 
     ``keys``: (R, 2) one key per row, or (R, N, 2) one key per element."""
+    if _use_numpy(keys, keys.shape[0] * index.shape[-1]):
+        return _np_keyed_bits24(keys, index)
+    return _torch_keyed_bits24(keys, index)
+
+
+def _torch_keyed_bits24(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     k1 = keys[..., 0] if keys.dim() == 3 else keys[:, 0:1]
     k2 = keys[..., 1] if keys.dim() == 3 else keys[:, 1:2]
     x = index.mul(_GOLDEN)
@@ -62,6 +112,17 @@ def _keyed_bits24(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     _lowbias32_(x, scratch)
     torch.bitwise_right_shift(x, 8, out=scratch)
     return scratch.bitwise_and_(0xFFFFFF)
+
+
+def _np_keyed_bits24(keys: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`_keyed_bits24` in NumPy: the same bits, for small CPU batches."""
+    k = _u32(keys)
+    k1, k2 = (k[..., 0], k[..., 1]) if k.ndim == 3 else (k[:, 0:1], k[:, 1:2])
+    x = _u32(index) * np.uint32(_GOLDEN & 0xFFFFFFFF) + k1
+    _np_lowbias32_(x)
+    x ^= k2
+    _np_lowbias32_(x)
+    return _as_tensor(x >> np.uint32(8))
 
 
 def _lowbias32_(x: torch.Tensor, scratch: torch.Tensor) -> None:
@@ -113,11 +174,28 @@ def derive_stream_keys(keys: torch.Tensor, stream: int, position: torch.Tensor |
     Returns:
         (R, 2) int32, a fresh tensor.
     """
-    salt = mix32(torch.full_like(keys[:, 0], stream))
+    if keys.device.type == "cpu":  # one key per row: always small
+        pos = None if position is None else _u32(position)
+        k = _u32(keys)
+        k1, k2 = _derive_words(k[:, 0], k[:, 1], stream, pos, _np_mix32)
+        return _as_tensor(np.stack((k1, k2), axis=1))
+    pos_t = None if position is None else position.to(torch.int32)
+    t1, t2 = _derive_words(keys[:, 0], keys[:, 1], stream, pos_t, _torch_mix32)
+    return torch.stack((t1, t2), dim=1)
+
+
+def _np_mix32(a: _U32) -> _U32:
+    return _np_lowbias32_(a.copy())
+
+
+def _derive_words(w0: T, w1: T, stream: int, position: T | None, mix: Callable[[T], T]) -> tuple[T, T]:
+    """The two derived key words; written once with operators that mean the same on int32 tensors and
+    uint32 arrays (wrapping + and ^), so both paths compute identical bits."""
+    salt = mix(w0 * 0 + stream)
     if position is not None:
-        salt = mix32(salt ^ mix32(position.to(torch.int32)))
+        salt = mix(salt ^ mix(position))
     # Each derived word goes through two full hashes that both base words enter.
-    a = mix32(keys[:, 0] ^ salt)
-    k1 = mix32(a + keys[:, 1])
-    k2 = mix32(mix32(keys[:, 1] ^ mix32(salt + 0x5BD1E995)) ^ a)
-    return torch.stack((k1, k2), dim=1)
+    a = mix(w0 ^ salt)
+    k1 = mix(a + w1)
+    k2 = mix(mix(w1 ^ mix(salt + 0x5BD1E995)) ^ a)
+    return k1, k2
