@@ -29,7 +29,8 @@ from service.models import held_out, load_model
 from service.modulation import RowSpec
 from service.presets import build_preset
 from service.serving.batcher import DynamicBatcher
-from service.serving.predict import Row, classify_batch
+from service.serving.predict import Row
+from service.tasks import batched
 
 CLIENTS = 32
 PROJECTION = (12345, 67890)  # the semantic hash's projection key (any fixed key for a benchmark)
@@ -47,7 +48,7 @@ def raw_loop(model: Any, items: list[Any]) -> float:
 
 def _batcher(model: Any, max_batch: int) -> DynamicBatcher[Row, Any]:
     return DynamicBatcher[Row, Any](
-        lambda rows: classify_batch(model, rows, PROJECTION),
+        lambda rows: batched(model.kind).run_batch(model, rows, PROJECTION),
         max_batch_size=max_batch,
         max_wait_s=MAX_WAIT_S,
         max_queue=4096,
@@ -64,7 +65,9 @@ async def lone(model: Any, items: list[Any]) -> tuple[float, float]:
         for i, item in enumerate(items):
             row = Row(item, RowSpec(2.0, (i, 17)), 1)
             t0 = time.perf_counter()
-            await loop.run_in_executor(pool, lambda r=row: classify_batch(model, [r], PROJECTION))
+            await loop.run_in_executor(
+                pool, lambda r=row: batched(model.kind).run_batch(model, [r], PROJECTION)
+            )
             raw_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             await batcher.submit([row])

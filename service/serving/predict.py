@@ -105,7 +105,7 @@ def modulate_rows(
 
 
 def classify_batch(
-    model: LogitsModel, rows: list[Row], projection: RowKey, smooth: Smoothness = TEXT_SMOOTHNESS
+    model: LogitsModel, rows: list[Row], projection: RowKey, smooth: Smoothness
 ) -> list[ClassResult]:
     """Forward all rows at once; (B, C) logits modulated per row; softmax top-k per row.
 

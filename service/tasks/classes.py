@@ -10,7 +10,7 @@ from service.models.loaded import LoadedModel
 from service.modulation import RowKey
 from service.modulation.semantic import IMAGE_SMOOTHNESS, TEXT_SMOOTHNESS, Smoothness
 from service.serving.predict import ClassResult, Row, classify_batch
-from service.tasks.base import Calibration, Task
+from service.tasks.base import Calibration, InputKind, Task
 
 CLASSIFY_ROUTE = "/v1/classify"
 
@@ -32,7 +32,7 @@ def smoothness_for(task: Task | Classifier) -> Smoothness:
 class Classifier:
     """The parts a classification task inherits: it still states its name, inputs, prepare and logits."""
 
-    input_kind: str
+    input_kind: InputKind
 
     def calibrate(self, model: LoadedModel, data: HeldOut, limit: int) -> Calibration:
         return first_rows(model, data, limit)

@@ -8,21 +8,16 @@ import torch
 
 from service.models.keyview import CENTRED, centred
 from service.models.loaded import Item, LoadedModel
-from service.tasks.base import InputKind
 from service.tasks.classes import CLASSIFY_ROUTE, Classifier
-from service.tasks.images import prepare_image, stack_pixels
+from service.tasks.images import ImageInput, stack_pixels
 
 
-class ImageClassification(Classifier):
+class ImageClassification(ImageInput, Classifier):
     name = "image-classification"
     architecture = "ForImageClassification"
     auto_class = "AutoModelForImageClassification"
-    input_kind: InputKind = "image"
     route = CLASSIFY_ROUTE
     generates = False
-
-    def prepare(self, model: LoadedModel, raw: str | bytes) -> Item:
-        return prepare_image(model, raw)
 
     def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:
         """(B, C); with ``with_key_view`` and a centred key view, (2B, C): the centred views' rows after

@@ -8,6 +8,16 @@ import torch
 
 from service.models.inputs import decode_image, image_digest
 from service.models.loaded import Item, LoadedModel
+from service.tasks.base import InputKind
+
+
+class ImageInput:
+    """The input side of an image task: PNG/JPEG bytes, decoded by `prepare_image`."""
+
+    input_kind: InputKind = "image"
+
+    def prepare(self, model: LoadedModel, raw: str | bytes) -> Item:
+        return prepare_image(model, raw)
 
 
 def prepare_image(model: LoadedModel, raw: str | bytes) -> Item:

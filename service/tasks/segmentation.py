@@ -14,22 +14,18 @@ from service.models.heldout import HeldOut, pixel_rows
 from service.models.loaded import Item, LoadedModel
 from service.modulation import RowKey
 from service.serving.predict import Row, SegResult, segment_batch
-from service.tasks.base import Calibration, InputKind
-from service.tasks.images import prepare_image, stack_pixels
+from service.tasks.base import Calibration
+from service.tasks.images import ImageInput, stack_pixels
 
 SEGMENT_ROUTE = "/v1/segment"
 
 
-class SemanticSegmentation:
+class SemanticSegmentation(ImageInput):
     name = "semantic-segmentation"
     architecture = "ForSemanticSegmentation"
     auto_class = "AutoModelForSemanticSegmentation"
-    input_kind: InputKind = "image"
     route = SEGMENT_ROUTE
     generates = False
-
-    def prepare(self, model: LoadedModel, raw: str | bytes) -> Item:
-        return prepare_image(model, raw)
 
     def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:  # noqa: ARG002 (the Task protocol)
         """(B, C, h, w) at the model's output resolution (``upsample`` brings a row to its item's size)."""

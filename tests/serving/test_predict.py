@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from service.modulation import RowSpec
+from service.modulation.semantic import TEXT_SMOOTHNESS
 from service.serving.predict import Row, classify_batch, modulate_rows, segment_batch
 
 KEY = (12345, 67890)
@@ -47,7 +48,9 @@ def _class_rows(logits: torch.Tensor, specs: list[RowSpec], top_k: list[int]) ->
 def test_classify_batch_clean_rows_give_the_model_softmax_top_k():
     logits = torch.tensor([[0.0, 3.0, 1.0, -1.0], [2.0, 0.0, 0.5, 4.0]])
     model = FixedLogits(["a", "b", "c", "d"])
-    results = classify_batch(model, _class_rows(logits, [RowSpec(0.0, KEY)] * 2, [3, 1]), PROJECTION)
+    results = classify_batch(
+        model, _class_rows(logits, [RowSpec(0.0, KEY)] * 2, [3, 1]), PROJECTION, TEXT_SMOOTHNESS
+    )
     assert model.calls == 1
     probs = logits.softmax(dim=-1)
     assert [i for i, _ in results[0].top] == [1, 2, 0]
@@ -61,7 +64,7 @@ def test_classify_batch_noisy_rows_are_keyed_and_clean_top1_ignores_the_noise():
     before = logits.clone()
     specs = [RowSpec(0.0, KEY), RowSpec(50.0, KEY), RowSpec(50.0, KEY), RowSpec(50.0, (1, 2))]
     model = FixedLogits(["a", "b", "c"])
-    results = classify_batch(model, _class_rows(logits, specs, [3] * 4), PROJECTION)
+    results = classify_batch(model, _class_rows(logits, specs, [3] * 4), PROJECTION, TEXT_SMOOTHNESS)
     expected = modulate_rows(logits, FEATURES.expand(4, -1), specs, PROJECTION).softmax(dim=-1)
     for i, r in enumerate(results):
         assert [p for _, p in sorted(r.top)] == expected[i].tolist()
@@ -74,7 +77,9 @@ def test_classify_batch_noisy_rows_are_keyed_and_clean_top1_ignores_the_noise():
 def test_classify_batch_focus_boost_moves_the_top1_to_the_target():
     logits = torch.tensor([[5.0, 0.0, 0.0]])
     spec = RowSpec(0.0, KEY, focus_ids=(2,), focus_strength=1000.0)
-    (result,) = classify_batch(FixedLogits(["a", "b", "c"]), _class_rows(logits, [spec], [1]), PROJECTION)
+    (result,) = classify_batch(
+        FixedLogits(["a", "b", "c"]), _class_rows(logits, [spec], [1]), PROJECTION, TEXT_SMOOTHNESS
+    )
     assert (result.top1, result.clean_top1) == (2, 0)
 
 
