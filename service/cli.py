@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 from service.errors import AimError
@@ -15,7 +16,8 @@ from service.errors import AimError
 
 def _serve(args: argparse.Namespace) -> int:
     from service.api.app import create_app
-    from service.api.components import Components, start_components
+    from service.api.builder import build_components
+    from service.api.components import Components
     from service.api.demo import ensure_demo_tenants
     from service.api.server import serve
     from service.settings import Settings, parse_engine
@@ -26,11 +28,15 @@ def _serve(args: argparse.Namespace) -> int:
     tiers = Path(args.tiers)
     print(metrics_hint(settings.state_dir, args.host, args.port), file=sys.stderr)
 
-    async def factory() -> Components:
-        components = await start_components(settings, args.model, tiers, task=args.task)
-        if args.demo_tenants:
-            await ensure_demo_tenants(components, host=args.host, port=args.port)
-        return components
+    @contextlib.asynccontextmanager
+    async def factory() -> AsyncIterator[Components]:
+        async with build_components(settings, tiers, model=args.model, task=args.task) as c:
+            if args.demo_tenants:
+                route, state_dir = c.model.kind.route, settings.state_dir
+                await ensure_demo_tenants(
+                    c.store, c.tiers, state_dir=state_dir, route=route, host=args.host, port=args.port
+                )
+            yield c
 
     app = create_app(factory, max_body_bytes=settings.max_body_bytes)
     serve(app, host=args.host, port=args.port, log_level=args.log_level, grace_s=settings.shutdown_grace_s)

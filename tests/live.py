@@ -1,6 +1,6 @@
 """A real service for tests: the app under uvicorn on a loopback port, in a background thread.
 
-`LiveService` starts exactly what `aimserve serve` starts (`start_components` in the app's lifespan) with a
+`LiveService` starts exactly what `aimserve serve` starts (`build_components` in the app's lifespan) with a
 test Redis, a real model and its own metrics registry, and stops it cleanly.
 """
 
@@ -11,7 +11,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ import httpx
 import uvicorn
 
 from service.api.app import create_app
-from service.api.components import Components, start_components
+from service.api.builder import build_components
+from service.api.components import Components
 from service.presets import build_preset
 from service.settings import Settings
 from service.store import EmbeddedRedis
@@ -73,9 +75,11 @@ class LiveService:
         self.settings = Settings.from_env(environ)
         self.components: Components | None = None
 
-        async def factory() -> Components:
-            self.components = await start_components(self.settings, model, tiers)
-            return self.components
+        @asynccontextmanager
+        async def factory() -> AsyncIterator[Components]:
+            async with build_components(self.settings, tiers, model=model) as components:
+                self.components = components
+                yield components
 
         app = create_app(factory, max_body_bytes=self.settings.max_body_bytes)
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")

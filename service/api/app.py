@@ -1,11 +1,12 @@
 """The app factory. Nothing heavy happens at import or in `create_app`: the model, the store and the
-tiers are loaded in the lifespan (or passed in, already started, by tests and embedders)."""
+tiers are loaded in the lifespan, by the components factory it is given (`service.api.builder`), which
+tests and embedders call with a model and a store of their own."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
@@ -19,23 +20,20 @@ from service.metrics import Metrics
 
 log = logging.getLogger("aimserve")
 
-ComponentsFactory = Callable[[], Awaitable[Components]]
+ComponentsFactory = Callable[[], AbstractAsyncContextManager[Components]]
+"""Enters to start the components and exits to stop them (`service.api.builder.build_components`)."""
 
 
 def create_app(factory: ComponentsFactory, *, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
-    """An app whose lifespan calls ``factory`` to start its components and closes them on shutdown."""
+    """An app whose lifespan runs the components ``factory()`` gives for as long as it serves."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        components = await factory()
-        app.state.components = components
-        log.info(
-            "serving %s (%s) on %s", components.model.name, components.model.task, components.model.device
-        )
-        try:
+        async with factory() as components:
+            app.state.components = components
+            model = components.model
+            log.info("serving %s (%s) on %s", model.name, model.task, model.device)
             yield
-        finally:
-            await components.aclose()
 
     app = FastAPI(
         title="aimserve",

@@ -10,29 +10,33 @@ import json
 import os
 from pathlib import Path
 
-from service.api.components import Components
 from service.errors import Unauthorized
+from service.store import TenantStore
+from service.tiers import TierRegistry
 
 DEMO = (("demo-free", "free"), ("demo-premium", "premium"))
 
 
-async def ensure_demo_tenants(c: Components, *, host: str, port: int) -> dict[str, str]:
-    path = c.settings.state_dir / "demo-keys.json"
+async def ensure_demo_tenants(
+    store: TenantStore, tiers: TierRegistry, *, state_dir: Path, route: str, host: str, port: int
+) -> dict[str, str]:
+    """The demo tenants' keys (created if the store does not know them); ``route`` is the model's."""
+    path = state_dir / "demo-keys.json"
     keys: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     for name, tier in DEMO:
-        if tier not in c.tiers.current.tiers:
-            tier = c.tiers.current.default_tier
+        if tier not in tiers.current.tiers:
+            tier = tiers.current.default_tier
         key = keys.get(name)
         if key is not None:
             try:
-                await c.store.resolve_key(key)
+                await store.resolve_key(key)
                 continue
             except Unauthorized:
                 pass
-        _, issued = await c.store.create_tenant(name, tier)
+        _, issued = await store.create_tenant(name, tier)
         keys[name] = issued.api_key
     _write_private(path, json.dumps(keys, indent=2))
-    _announce(keys, host, port, c.model.kind.route)
+    _announce(keys, host, port, route)
     return keys
 
 

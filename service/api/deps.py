@@ -1,7 +1,9 @@
-"""Dependencies: collaborators from app state, the calling tenant, the admin check.
+"""Dependencies: one per collaborator, the calling tenant, the admin check.
 
-Route handlers stay thin: they receive a resolved `Caller` (tenant, tier in force, effective focus) and
-the `Components`, never parse headers or touch app state themselves.
+Route handlers stay thin: each declares the collaborators it uses (``store: StoreDep``, ``model: ModelDep``,
+...) and receives a resolved `Caller` (tenant, tier in force, effective focus); none parses headers or
+touches app state. The collaborators come from the `Components` the app's lifespan built
+(`service.api.builder`); before it has, every dependency answers 503 ``not_ready``.
 """
 
 from __future__ import annotations
@@ -13,19 +15,105 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.api.components import Components
-from service.api.policy import EffectiveFocus, effective_focus
-from service.errors import NotFound, RateLimited, Unauthorized
-from service.store import Tenant
-from service.tiers import Tier
+from service.api.components import Batcher, Components
+from service.api.policy import EffectiveFocus, FocusResolver, effective_focus
+from service.errors import NotFound, RateLimited, Unauthorized, Unavailable
+from service.metrics import Metrics
+from service.models import LoadedModel
+from service.serving.generation import GenerationEngine
+from service.serving.traffic import TrafficSample
+from service.settings import Settings
+from service.store import RateLimiter, RequestRecords, Tenant, TenantStore
+from service.tasks.base import unsupported
+from service.tiers import Tier, TierRegistry
 
 
-def get_components(request: Request) -> Components:
-    components: Components = request.app.state.components
+def running(request: Request) -> Components | None:
+    """The app's components, or None while it is starting (`/readyz` reports that instead of raising)."""
+    components: Components | None = getattr(request.app.state, "components", None)
     return components
 
 
-ComponentsDep = Annotated[Components, Depends(get_components)]
+def _components(request: Request) -> Components:
+    components = running(request)
+    if components is None:
+        raise Unavailable("the service is starting", code="not_ready", retry_after=5)
+    return components
+
+
+def get_settings(request: Request) -> Settings:
+    return _components(request).settings
+
+
+def get_model(request: Request) -> LoadedModel:
+    return _components(request).model
+
+
+def get_store(request: Request) -> TenantStore:
+    return _components(request).store
+
+
+def get_limiter(request: Request) -> RateLimiter:
+    return _components(request).limiter
+
+
+def get_tiers(request: Request) -> TierRegistry:
+    return _components(request).tiers
+
+
+def get_metrics(request: Request) -> Metrics:
+    return _components(request).metrics
+
+
+def get_records(request: Request) -> RequestRecords:
+    return _components(request).records
+
+
+def get_focus_resolver(request: Request) -> FocusResolver:
+    return _components(request).focus_resolver
+
+
+def get_traffic(request: Request) -> TrafficSample:
+    return _components(request).traffic
+
+
+def get_queue_depth(request: Request) -> int:
+    return _components(request).queue_depth
+
+
+def _route(request: Request) -> str:
+    return str(getattr(request.scope.get("route"), "path", request.url.path))
+
+
+def get_batcher(request: Request) -> Batcher:
+    """404 ``unsupported_task`` when the loaded model's task is not served by a batcher (generation)."""
+    c = _components(request)
+    if c.batcher is None:
+        raise unsupported(c.model, _route(request))
+    return c.batcher
+
+
+def get_engine(request: Request) -> GenerationEngine:
+    """404 ``unsupported_task`` when the loaded model does not generate text."""
+    c = _components(request)
+    if c.engine is None:
+        raise unsupported(c.model, _route(request))
+    return c.engine
+
+
+ComponentsDep = Annotated[Components, Depends(_components)]  # transitional: routes move to the ones below
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ModelDep = Annotated[LoadedModel, Depends(get_model)]
+StoreDep = Annotated[TenantStore, Depends(get_store)]
+LimiterDep = Annotated[RateLimiter, Depends(get_limiter)]
+TiersDep = Annotated[TierRegistry, Depends(get_tiers)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+RecordsDep = Annotated[RequestRecords, Depends(get_records)]
+FocusResolverDep = Annotated[FocusResolver, Depends(get_focus_resolver)]
+TrafficDep = Annotated[TrafficSample, Depends(get_traffic)]
+QueueDepthDep = Annotated[int, Depends(get_queue_depth)]
+BatcherDep = Annotated[Batcher, Depends(get_batcher)]
+EngineDep = Annotated[GenerationEngine, Depends(get_engine)]
 
 # Declared in the OpenAPI document as security schemes; the 401s below are the service's own.
 _tenant_key = HTTPBearer(
@@ -53,17 +141,23 @@ class Caller:
 
 
 async def get_caller(
-    request: Request, c: ComponentsDep, credentials: Annotated[Credentials, Security(_tenant_key)]
+    request: Request,
+    settings: SettingsDep,
+    store: StoreDep,
+    tiers: TiersDep,
+    limiter: LimiterDep,
+    resolve: FocusResolverDep,
+    credentials: Annotated[Credentials, Security(_tenant_key)],
 ) -> Caller:
     token = _bearer(request, credentials)
-    admin = c.settings.admin_token
+    admin = settings.admin_token
     if admin is not None and hmac.compare_digest(token.encode(), admin.encode()):
         raise Unauthorized("the admin token is not a tenant key; use a tenant's API key")
-    tenant = await c.store.resolve_key(token)
-    tier = c.tiers.tier_for(tenant.tier)
+    tenant = await store.resolve_key(token)
+    tier = tiers.tier_for(tenant.tier)
     request.scope.setdefault("state", {})["tier"] = tier.name
     if tier.rate_limit is not None:
-        decision = await c.limiter.hit(f"tenant:{tenant.id}", tier.rate_limit.requests_per_minute)
+        decision = await limiter.hit(f"tenant:{tenant.id}", tier.rate_limit.requests_per_minute)
         if not decision.allowed:
             raise RateLimited(
                 f"rate limit of {tier.rate_limit.requests_per_minute} requests per minute reached",
@@ -73,12 +167,7 @@ async def get_caller(
     if tenant.focus is not None:
         pref = tenant.focus
         focus = effective_focus(
-            pref.classes,
-            pref.strength,
-            pref.direction,
-            tier.focus.allowed,
-            tier.focus.max_strength,
-            c.focus_resolver,
+            pref.classes, pref.strength, pref.direction, tier.focus.allowed, tier.focus.max_strength, resolve
         )
     return Caller(tenant, tier, focus)
 
@@ -87,9 +176,9 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 async def require_admin(
-    request: Request, c: ComponentsDep, credentials: Annotated[Credentials, Security(_admin_token)]
+    request: Request, settings: SettingsDep, credentials: Annotated[Credentials, Security(_admin_token)]
 ) -> None:
-    admin = c.settings.admin_token
+    admin = settings.admin_token
     if admin is None:
         raise NotFound("the admin API is off (AIM_ADMIN_TOKEN is not set)", code="admin_disabled")
     token = _bearer(request, credentials)

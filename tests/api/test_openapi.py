@@ -3,6 +3,8 @@ bounds are JSON Schema bounds, and both kinds of bearer token are security schem
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -34,8 +36,10 @@ EXPECTED = {
 }
 
 
-async def _never() -> Components:
+@asynccontextmanager
+async def _never() -> AsyncIterator[Components]:
     raise AssertionError("the OpenAPI document needs no components")
+    yield  # an async generator: the lifespan never enters it here
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
 
 
 def engine(svc: LiveService) -> VllmEngine:
-    generator = svc.components.generator  # type: ignore[union-attr]
+    generator = svc.components.engine  # type: ignore[union-attr]
     assert isinstance(generator, VllmEngine)
     return generator
 
