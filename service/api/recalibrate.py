@@ -13,10 +13,10 @@ import asyncio
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from service.api.components import Components
 from service.errors import BadInput
 from service.modulation.calibration import Top1Curve, solve_sigma
 from service.serving.traffic import TrafficSample
+from service.tiers import TierRegistry
 from service.tiers.tierfile import write_tier_calibration
 
 #: Fewest sampled rows a σ is re-solved from: below it the fidelity estimate's standard error exceeds ~3
@@ -64,11 +64,21 @@ def solve_from_traffic(
     return result.sigma, curve.mean(sigma_now), result.achieved, len(logits), tenants
 
 
+async def reload_now(tiers: TierRegistry) -> None:
+    """Reload tiers.yaml now; an invalid file raises BadInput and leaves the tiers in force."""
+    await asyncio.to_thread(tiers.reload_or_raise)
+
+
 async def recalibrate(
-    c: Components, tier_name: str, target: float | None, max_share: float, apply: Apply
+    tiers: TierRegistry,
+    traffic: TrafficSample,
+    tier_name: str,
+    target: float | None,
+    max_share: float,
+    apply: Apply,
 ) -> Recalibration:
     """Re-solve ``tier_name``'s σ for ``target`` (default: the tier's own target) and apply it as asked."""
-    tier = c.tiers.require(tier_name)
+    tier = tiers.require(tier_name)
     goal = target if target is not None else tier.target_fidelity
     if goal is None:
         raise BadInput(
@@ -76,12 +86,12 @@ async def recalibrate(
             code="no_target",
         )
     sigma, before, after, rows, tenants = await asyncio.to_thread(
-        solve_from_traffic, c.traffic, tier_name, goal, tier.sigma, max_share
+        solve_from_traffic, traffic, tier_name, goal, tier.sigma, max_share
     )
     if apply == "live":
-        c.tiers.apply_sigma(tier_name, sigma)
+        tiers.apply_sigma(tier_name, sigma)
     elif apply == "file":
         note = f"re-solved from {rows} served outputs of {tenants} tenants for target_fidelity {goal:g}"
-        await asyncio.to_thread(write_tier_calibration, c.tiers.path, tier_name, sigma, goal, note)
-        await c.reload_tiers()
+        await asyncio.to_thread(write_tier_calibration, tiers.path, tier_name, sigma, goal, note)
+        await reload_now(tiers)
     return Recalibration(tier_name, goal, tier.sigma, sigma, before, after, rows, tenants, max_share, apply)
