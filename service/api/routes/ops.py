@@ -9,8 +9,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from service.api.deps import MetricsDep, QueueDepthDep, SettingsDep, running
 from service.api.errors import error_responses
-from service.errors import Unauthorized, Unavailable
+from service.errors import Unauthorized
 
 router = APIRouter(tags=["operations"])
 
@@ -27,12 +28,12 @@ async def readyz(request: Request) -> Response:
 
     The tiers need no check: they are loaded before the components exist, and a failed reload keeps them.
     """
-    components = getattr(request.app.state, "components", None)
+    components = running(request)
     checks: dict[str, Any] = {"model": components is not None}
     if components is not None:
         checks["redis"] = await components.store.ping()  # timed by the store's gate
-        if components.generator is not None:
-            checks["engine"] = components.generator.stats().ready
+        if components.engine is not None:
+            checks["engine"] = components.engine.stats().ready
     ready = all(checks.values())
     status = {"status": "ready" if ready else "not_ready", "checks": checks}
     return JSONResponse(
@@ -49,18 +50,18 @@ _PROMETHEUS_TEXT: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/metrics", responses={**_PROMETHEUS_TEXT, **error_responses(401, 503)})
-async def metrics(request: Request) -> Response:
-    components = getattr(request.app.state, "components", None)
-    if components is None:
-        raise Unavailable("the service is starting", code="not_ready", retry_after=5)
+async def metrics(
+    request: Request, settings: SettingsDep, metrics: MetricsDep, queue_depth: QueueDepthDep
+) -> Response:
+    # While starting, the dependencies answer 503 not_ready.
     # Operators only, always: the per-tier fidelity counters would tell a tenant, request by request,
     # whether its modulated answer equals the full model's (an oracle that undoes every tier).
-    token = components.settings.metrics_token
+    token = settings.metrics_token
     sent = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
     if token is None or not hmac.compare_digest(sent.encode(), token.encode()):
         raise Unauthorized(
             "/metrics needs 'Authorization: Bearer <metrics token>' (AIM_METRICS_TOKEN, or the file "
             "metrics_token in the state directory)"
         )
-    components.metrics.set_queue_depth(components.queue_depth)
-    return Response(components.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    metrics.set_queue_depth(queue_depth)
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
