@@ -14,25 +14,29 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import StreamingResponse
 
 from service.api.admission import until_disconnect
 from service.api.common import envelope
-from service.api.components import Components
-from service.api.deps import Caller
+from service.api.deps import Caller, EngineDep, MetricsDep, ModelDep, SettingsDep, TrafficDep
 from service.api.policy import row_spec
 from service.errors import AimError
+from service.metrics import Metrics
+from service.models import LoadedModel
 from service.modulation.keys import derive_projection_key
 from service.serving.generation import (
     EventStream,
     GenerationDone,
+    GenerationEngine,
     GenerationEvent,
     GenerationRequest,
     encode_prompt,
 )
+from service.serving.traffic import TrafficSample
+from service.settings import Settings
 
 Frame = Callable[[GenerationEvent], dict[str, Any] | None]
 #: OpenAPI: a generation route answers JSON, or server-sent events when the body asks ``stream: true``;
@@ -49,6 +53,28 @@ STREAM_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Generation:
+    """What a generation route uses, each collaborator from its own dependency: the engine, the model
+    (tokenizer, name), the settings (the secret keying the noise) and where served outputs are counted."""
+
+    engine: GenerationEngine
+    model: LoadedModel
+    settings: Settings
+    metrics: Metrics
+    traffic: TrafficSample
+
+
+def get_generation(
+    engine: EngineDep, model: ModelDep, settings: SettingsDep, metrics: MetricsDep, traffic: TrafficDep
+) -> Generation:
+    """404 ``unsupported_task`` (from `EngineDep`) when the loaded model does not generate text."""
+    return Generation(engine, model, settings, metrics, traffic)
+
+
+GenerationDep = Annotated[Generation, Depends(get_generation)]
+
+
+@dataclass(frozen=True, slots=True)
 class Decoding:
     max_new_tokens: int
     temperature: float
@@ -57,7 +83,7 @@ class Decoding:
 
 
 def build_request(
-    c: Components, caller: Caller, prompt_ids: tuple[int, ...], d: Decoding
+    c: Generation, caller: Caller, prompt_ids: tuple[int, ...], d: Decoding
 ) -> GenerationRequest:
     spec = row_spec(c.settings.secret, caller.tier.name, caller.tier.sigma, caller.focus)
     projection = derive_projection_key(c.settings.secret)
@@ -73,13 +99,12 @@ def build_request(
     )
 
 
-async def admit(c: Components, req: GenerationRequest) -> EventStream:
+async def admit(c: Generation, req: GenerationRequest) -> EventStream:
     """Validate and queue ``req`` (BadInput / PayloadTooLarge / Unavailable raise here)."""
-    assert c.generator is not None  # routes check the task first
-    return await c.generator.submit(req)
+    return await c.engine.submit(req)
 
 
-async def observed(c: Components, caller: Caller, stream: EventStream) -> AsyncIterator[GenerationEvent]:
+async def observed(c: Generation, caller: Caller, stream: EventStream) -> AsyncIterator[GenerationEvent]:
     """The stream's events, with time to first token, inter-token latency, tokens and fidelity counted."""
     tier = caller.tier.name
     start = last = time.perf_counter()
@@ -104,14 +129,14 @@ async def observed(c: Components, caller: Caller, stream: EventStream) -> AsyncI
         await stream.aclose()
 
 
-async def collect(c: Components, caller: Caller, stream: EventStream) -> GenerationDone:
+async def collect(c: Generation, caller: Caller, stream: EventStream) -> GenerationDone:
     async for event in observed(c, caller, stream):
         if isinstance(event, GenerationDone):
             return event
     raise AimError("the generation ended without a result")
 
 
-def sse(c: Components, caller: Caller, stream: EventStream, frame: Frame) -> StreamingResponse:
+def sse(c: Generation, caller: Caller, stream: EventStream, frame: Frame) -> StreamingResponse:
     """Server-sent events: one ``data:`` line per frame, an error frame on failure, then ``[DONE]``."""
 
     async def body() -> AsyncIterator[bytes]:
@@ -128,12 +153,12 @@ def sse(c: Components, caller: Caller, stream: EventStream, frame: Frame) -> Str
     return StreamingResponse(body(), media_type="text/event-stream")
 
 
-async def generate(c: Components, caller: Caller, body: Any, request_id: str, request: Request) -> Any:
+async def generate(c: Generation, caller: Caller, body: Any, request_id: str, request: Request) -> Any:
     """POST /v1/generate: the whole text, or SSE frames of text deltas then the finish and usage."""
     prompt = encode_prompt(c.model.tokenizer, body.prompt)
     decoding = Decoding(body.max_new_tokens, body.temperature, None, body.stop)
     stream = await admit(c, build_request(c, caller, prompt, decoding))
-    head = envelope(c, caller, request_id)
+    head = envelope(c.model, caller, request_id)
     if not body.stream:
         done = await until_disconnect(request, collect(c, caller, stream))
         return {

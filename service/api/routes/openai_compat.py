@@ -15,14 +15,12 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.admission import until_disconnect
-from service.api.common import require_route
-from service.api.deps import CallerDep, ComponentsDep
+from service.api.deps import CallerDep, ModelDep
 from service.api.errors import error_responses
-from service.api.generate import STREAM_RESPONSE, Decoding, admit, build_request, collect, sse
+from service.api.generate import STREAM_RESPONSE, Decoding, GenerationDep, admit, build_request, collect, sse
 from service.api.schemas import StopList, StopText, Text, TokenCount
 from service.limits import MAX_CHAT_MESSAGES, MAX_TEMPERATURE
 from service.serving.generation import GenerationDone, GenerationEvent, encode_chat, encode_prompt
-from service.tasks.generation import GENERATE_ROUTE
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=error_responses(401, 429, 503))
 _GENERATION = {**error_responses(400, 404, 413, 422), **STREAM_RESPONSE}
@@ -71,19 +69,18 @@ def _head(prefix: str, model: str) -> dict[str, Any]:
 
 
 @router.get("/models")
-async def models(_: CallerDep, c: ComponentsDep) -> dict[str, Any]:
+async def models(_: CallerDep, model: ModelDep) -> dict[str, Any]:
     return {
         "object": "list",
-        "data": [{"id": c.model.name, "object": "model", "created": 0, "owned_by": "aimserve"}],
+        "data": [{"id": model.name, "object": "model", "created": 0, "owned_by": "aimserve"}],
     }
 
 
 @router.post("/completions", responses=_GENERATION)
-async def completions(request: Request, body: CompletionRequest, caller: CallerDep, c: ComponentsDep) -> Any:
-    require_route(c, GENERATE_ROUTE)
-    prompt = encode_prompt(c.model.tokenizer, body.prompt)
-    stream = await admit(c, build_request(c, caller, prompt, body.decoding()))
-    head = {**_head("cmpl-", c.model.name), "object": "text_completion"}
+async def completions(request: Request, body: CompletionRequest, caller: CallerDep, g: GenerationDep) -> Any:
+    prompt = encode_prompt(g.model.tokenizer, body.prompt)
+    stream = await admit(g, build_request(g, caller, prompt, body.decoding()))
+    head = {**_head("cmpl-", g.model.name), "object": "text_completion"}
     if body.stream:
 
         def frame(e: GenerationEvent) -> dict[str, Any]:
@@ -91,19 +88,18 @@ async def completions(request: Request, body: CompletionRequest, caller: CallerD
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
             return {**head, "choices": [choice]}
 
-        return sse(c, caller, stream, frame)
-    out = await until_disconnect(request, collect(c, caller, stream))
+        return sse(g, caller, stream, frame)
+    out = await until_disconnect(request, collect(g, caller, stream))
     choice = {"index": 0, "text": out.text, "logprobs": None, "finish_reason": out.finish_reason}
     return {**head, "choices": [choice], "usage": _usage(out)}
 
 
 @router.post("/chat/completions", responses=_GENERATION)
-async def chat(request: Request, body: ChatRequest, caller: CallerDep, c: ComponentsDep) -> Any:
-    require_route(c, GENERATE_ROUTE)
-    prompt = encode_chat(c.model.tokenizer, [m.model_dump() for m in body.messages])
+async def chat(request: Request, body: ChatRequest, caller: CallerDep, g: GenerationDep) -> Any:
+    prompt = encode_chat(g.model.tokenizer, [m.model_dump() for m in body.messages])
     decoding = body.decoding(body.max_completion_tokens)
-    stream = await admit(c, build_request(c, caller, prompt, decoding))
-    head = _head("chatcmpl-", c.model.name)
+    stream = await admit(g, build_request(g, caller, prompt, decoding))
+    head = _head("chatcmpl-", g.model.name)
     if body.stream:
         started = False
 
@@ -119,8 +115,8 @@ async def chat(request: Request, body: ChatRequest, caller: CallerDep, c: Compon
             choice = {"index": 0, "delta": delta, "finish_reason": reason}
             return {**head, "object": "chat.completion.chunk", "choices": [choice]}
 
-        return sse(c, caller, stream, frame)
-    out = await until_disconnect(request, collect(c, caller, stream))
+        return sse(g, caller, stream, frame)
+    out = await until_disconnect(request, collect(g, caller, stream))
     message = {"role": "assistant", "content": out.text}
     return {
         **head,
