@@ -55,19 +55,6 @@ class Components:
             return self.batcher.depth
         return self.engine.queue_depth if self.engine is not None else 0
 
-    # Transitional, for the routes not yet on their own dependencies (removed with the last of them).
-    @property
-    def predictor(self) -> Batcher:
-        assert self.batcher is not None
-        return self.batcher
-
-    @property
-    def generator(self) -> GenerationEngine | None:
-        return self.engine
-
-    async def reload_tiers(self) -> None:
-        await asyncio.to_thread(self.tiers.reload_or_raise)
-
     async def end_streams_after(self, grace_s: float) -> None:
         """After SIGTERM: give running requests ``grace_s`` seconds, then end every generation still
         running with a final ``shutting_down`` error event (classification waits are bounded by

@@ -101,7 +101,6 @@ def get_engine(request: Request) -> GenerationEngine:
     return c.engine
 
 
-ComponentsDep = Annotated[Components, Depends(_components)]  # transitional: routes move to the ones below
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelDep = Annotated[LoadedModel, Depends(get_model)]
 StoreDep = Annotated[TenantStore, Depends(get_store)]
