@@ -12,11 +12,10 @@ import statistics
 from collections.abc import Sequence
 
 import torch
-from tqdm import tqdm
 
-from service.evaluation.metrics import accuracy, mean_iou, predictions, recall
-from service.evaluation.sampling import Outcome, modulated_outcome, repeat_keys
-from service.modulation import BOOST, RowKey, RowSpec
+from service.evaluation.metrics import accuracy, mean_iou, recall
+from service.evaluation.sampling import Outcome, RowMaker, sweep
+from service.modulation import BOOST, RowSpec
 
 Table = list[dict[str, float | int | str]]
 
@@ -33,20 +32,12 @@ def focus_outcomes(
     progress: bool = False,
 ) -> list[list[Outcome]]:
     """``[strength index][repeat]`` outcomes with focus on ``class_ids`` at each σ_f."""
-    clean = predictions(logits)
     ids = tuple(class_ids)
-    out: list[list[Outcome]] = [[] for _ in strengths]
-    with tqdm(total=len(strengths) * repeats, desc="focus sweep", unit="pass", disable=not progress) as bar:
-        for r in range(repeats):
-            keys = repeat_keys(len(logits), r)
-            for i, strength in enumerate(strengths):
 
-                def row(key: RowKey, f: float = strength) -> RowSpec:
-                    return RowSpec(sigma=sigma, key=key, focus_ids=ids, focus_strength=f, focus_sign=sign)
+    def rows(f: float) -> RowMaker:
+        return lambda key: RowSpec(sigma=sigma, key=key, focus_ids=ids, focus_strength=f, focus_sign=sign)
 
-                out[i].append(modulated_outcome(logits, labels, clean, keys, row))
-                bar.update(1)
-    return out
+    return sweep(logits, labels, [rows(f) for f in strengths], repeats, desc="focus sweep", progress=progress)
 
 
 def _mean(values: list[float]) -> float:

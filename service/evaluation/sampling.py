@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from service.evaluation.metrics import IGNORE, confusion, predictions
 from service.modulation import ModulationBatch, RowKey, RowSpec, derive_row_key, input_digest, modulate
@@ -100,3 +101,25 @@ def modulated_outcome(
         agree += int((pred == clean[part])[mask].sum())
         scored += int(mask.sum())
     return Outcome(cm, correct, agree, scored)
+
+
+def sweep(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    settings: Sequence[RowMaker],
+    repeats: int,
+    *,
+    desc: str,
+    progress: bool = False,
+) -> list[list[Outcome]]:
+    """``[setting index][repeat]`` outcomes: every repeat's keys modulated with each setting's rows (the
+    same keys at every setting: common random numbers). ``desc`` labels the progress bar."""
+    clean = predictions(logits)
+    out: list[list[Outcome]] = [[] for _ in settings]
+    with tqdm(total=len(settings) * repeats, desc=desc, unit="pass", disable=not progress) as bar:
+        for r in range(repeats):
+            keys = repeat_keys(len(logits), r)
+            for i, make_row in enumerate(settings):
+                out[i].append(modulated_outcome(logits, labels, clean, keys, make_row))
+                bar.update(1)
+    return out

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
 
-from service.evaluation.metrics import IGNORE, mean_iou, predictions
-from service.evaluation.sampling import Outcome, modulated_outcome, repeat_keys
-from service.modulation import RowKey, RowSpec
+from service.evaluation.metrics import IGNORE, mean_iou
+from service.evaluation.sampling import Outcome, RowMaker, sweep
+from service.modulation import RowSpec
 from service.modulation.theory import top1_probability
 
 
@@ -89,19 +88,11 @@ def sampled_outcomes(
     logits: torch.Tensor, labels: torch.Tensor, sigmas: Sequence[float], repeats: int, *, progress: bool
 ) -> list[list[Outcome]]:
     """``[σ index][repeat]`` outcomes of keyed modulation at each σ."""
-    clean = predictions(logits)
-    out: list[list[Outcome]] = [[] for _ in sigmas]
-    with tqdm(total=len(sigmas) * repeats, desc="utility sweep", unit="pass", disable=not progress) as bar:
-        for r in range(repeats):
-            keys = repeat_keys(len(logits), r)
-            for i, sigma in enumerate(sigmas):
 
-                def row(key: RowKey, s: float = sigma) -> RowSpec:
-                    return RowSpec(sigma=s, key=key)
+    def rows(sigma: float) -> RowMaker:
+        return lambda key: RowSpec(sigma=sigma, key=key)
 
-                out[i].append(modulated_outcome(logits, labels, clean, keys, row))
-                bar.update(1)
-    return out
+    return sweep(logits, labels, [rows(s) for s in sigmas], repeats, desc="utility sweep", progress=progress)
 
 
 def utility_table(
