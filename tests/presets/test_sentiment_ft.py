@@ -2,9 +2,9 @@
 
 CI runs ``build_finetuned``, the preset's whole build path (a new classifier from the MiniLM weights, seeded
 length-grouped batches, AdamW with warmup and decay on every weight, save, reload check through the loader),
-on 32 training tweets and 30 held-out ones. The shipped preset is ``slow`` (a 3-4 minute build): the suite
-does not build it, and its own tests run where it is built (``aimserve presets build minilm-sentiment-ft``)
-and are skipped, with the reason shown, where it is not.
+on 32 training tweets and 30 held-out ones. The shipped preset is ``slow`` (docs/presets.md gives its build
+time): the suite does not build it, and its own tests run where it is built (``aimserve presets build
+minilm-sentiment-ft``) and are skipped, with the reason shown, where it is not.
 """
 
 from __future__ import annotations
