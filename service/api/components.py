@@ -26,6 +26,7 @@ from service.modulation.keys import derive_projection_key
 from service.presets import resolve_model_path
 from service.serving.batcher import BatchStats, DynamicBatcher
 from service.serving.generation import BuiltinEngine, GenerationEngine, StepStats, focus_token_ids
+from service.serving.generation.admission import Admitted
 from service.serving.predict import Row
 from service.serving.traffic import TrafficSample
 from service.settings import Settings
@@ -220,7 +221,13 @@ def _resolver(model: LoadedModel) -> FocusResolver:
 
 
 def generation_engine(c: Components) -> GenerationEngine:
-    """The engine ``AIM_ENGINE`` / ``--engine`` chose, for the loaded text-generation model."""
+    """The engine ``AIM_ENGINE`` / ``--engine`` chose, for the loaded text-generation model, behind the
+    compute budget and the per-tenant stream cap (`Admitted`: the same for both engines)."""
+    s = c.settings
+    return Admitted(_engine(c), max_request_tokens=s.max_request_tokens, tenant_max_rows=s.tenant_max_rows)
+
+
+def _engine(c: Components) -> GenerationEngine:
     s, model = c.settings, c.model
     if s.engine == "vllm":
         from service.serving.generation.vllm.engine import vllm_engine

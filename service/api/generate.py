@@ -70,6 +70,7 @@ def build_request(
         tuple(d.stop),
         projection,
         priority=caller.tier.priority,
+        tenant=caller.tenant.id,
     )
 
 
