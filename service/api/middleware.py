@@ -1,6 +1,6 @@
 """ASGI middleware: the request body limit (413), per-tier request metrics, the Redis budget per request.
 
-Both are plain ASGI so streaming responses pass through untouched.
+All three are plain ASGI so streaming responses pass through untouched.
 """
 
 from __future__ import annotations
