@@ -22,11 +22,22 @@ class Tally:
         self.phase = "warmup"
         self.counts: dict[str, Counter[str]] = {}
         self.latency: dict[str, list[float]] = {}
+        self.refusals: dict[str, Counter[str]] = {}  # "status code" of each refusal, per phase
 
-    def add(self, outcome: str, seconds: float) -> None:
+    def add(self, outcome: str, seconds: float, response: httpx.Response | None = None) -> None:
         self.counts.setdefault(self.phase, Counter())[outcome] += 1
         if outcome.startswith("served"):
             self.latency.setdefault(self.phase, []).append(seconds)
+        if outcome == "refused" and response is not None:
+            self.refusals.setdefault(self.phase, Counter())[answer(response)] += 1
+
+
+def answer(response: httpx.Response) -> str:
+    """The status, with the error code of a 429 or 503 (e.g. ``503 dependency_unavailable``)."""
+    code = str(response.status_code)
+    if response.status_code in (429, 503):
+        code += " " + response.json()["error"]["code"]
+    return code
 
 
 def outcome(response: httpx.Response | None) -> str:
@@ -69,6 +80,7 @@ async def classify_client(
         tally.add(
             result + ("_after_failover" if failover and result == "served" else ""),
             time.perf_counter() - start,
+            response,
         )
         await asyncio.sleep(THINK_S)
 
@@ -87,9 +99,7 @@ async def admin_writer(
                 json={"name": f"w{n}", "tier": "premium"},
                 headers={"Authorization": f"Bearer {ADMIN}", "Idempotency-Key": key},
             )
-        code = "no answer" if response is None else str(response.status_code)
-        if response is not None and response.status_code == 503:
-            code += " " + response.json()["error"]["code"]
+        code = "no answer" if response is None else answer(response)
         writes["answers"][code] += 1
         if response is not None and response.status_code == 201:
             writes["acknowledged"][key] = response.json()["tenant"]["id"]

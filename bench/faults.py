@@ -9,9 +9,10 @@ replicas, plus one admin writer creating a tenant every 0.5 s with an ``Idempote
 - ``replica_restart``: replica B stopped (SIGTERM) and started again while A keeps serving.
 
 Every answer is counted as **served** (2xx), **refused** (429/503 with ``Retry-After``: the client is
-told when to come back), or **failed** (anything else: a 5xx without ``Retry-After``, a connection cut
-after the request was sent, a timeout). A request whose connection is refused (it never reached a
-replica) is sent once to the other replica, as a load balancer would: **served_after_failover**.
+told when to come back; by status and error code in ``refused_by_code``), or **failed** (anything else:
+a 5xx without ``Retry-After``, a connection cut after the request was sent, a timeout). A request whose
+connection is refused (it never reached a replica) is sent once to the other replica, as a load balancer
+would: **served_after_failover**.
 **Lost**: admin creates that were acknowledged (201), or answered ``outcome_unknown`` (or not at all)
 and then retried with the same key to a 201, but are missing at the end; **duplicated**: creates that
 made two tenants. Results: ``bench/results/faults.json``.
@@ -174,6 +175,7 @@ async def run(work: Path) -> dict[str, Any]:
             "served_p50_ms": 1000 * statistics.median(served) if served else None,
             "served_p99_ms": 1000 * served[int(0.99 * (len(served) - 1))] if served else None,
             "served_max_ms": 1000 * served[-1] if served else None,
+            "refused_by_code": dict(tally.refusals.get(phase, {})),
         }
     return {
         "phases": phases,

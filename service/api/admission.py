@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 from starlette.requests import Request
 from starlette.types import Receive
 
-from service.errors import ClientGone, PayloadTooLarge
+from service.errors import ClientGone
 from service.models import LoadedModel
+from service.serving.admission import too_costly
 from service.settings import Settings
 from service.tasks import Task
 
@@ -69,11 +70,8 @@ def prepare_within(
         items.append(item)
         costs.append(item_cost(item))
         if sum(costs) > budget.limit:
-            raise PayloadTooLarge(
-                f"this request costs more than {budget.limit} {budget.unit} (the per-request compute "
-                f"budget, {budget.setting}); send fewer or smaller inputs",
-                code="request_too_costly",
-            )
+            hint = "send fewer or smaller inputs"
+            raise too_costly(None, budget.limit, budget.unit, budget.setting, hint)
     return items, costs
 
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from service import __version__
 from service.api import errors
 from service.api.components import Components
-from service.api.middleware import BodyLimit, RequestMetrics
+from service.api.middleware import BodyLimit, RedisBudgetPerRequest, RequestMetrics
 from service.api.routes import admin, inference, openai_compat, ops, tenant
 from service.limits import MAX_BODY_BYTES
 from service.metrics import Metrics
@@ -44,6 +44,7 @@ def create_app(factory: ComponentsFactory, *, max_body_bytes: int = MAX_BODY_BYT
     errors.install(app)
     for module in (ops, inference, openai_compat, tenant, admin):
         app.include_router(module.router)
+    app.add_middleware(RedisBudgetPerRequest, seconds=lambda: _redis_budget_s(app))
     app.add_middleware(RequestMetrics, metrics=lambda: _metrics(app))
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     return app
@@ -52,3 +53,9 @@ def create_app(factory: ComponentsFactory, *, max_body_bytes: int = MAX_BODY_BYT
 def _metrics(app: FastAPI) -> Metrics | None:
     components = getattr(app.state, "components", None)
     return None if components is None else components.metrics
+
+
+def _redis_budget_s(app: FastAPI) -> float | None:
+    """One ``AIM_REDIS_TIMEOUT_MS`` per request, however many Redis calls it makes."""
+    components = getattr(app.state, "components", None)
+    return None if components is None else components.settings.redis_timeout_s

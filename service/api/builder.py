@@ -31,6 +31,7 @@ from service.models import LoadedModel, load_model
 from service.modulation.keys import derive_projection_key
 from service.presets import resolve_model_path
 from service.serving.generation import BuiltinEngine, GenerationEngine
+from service.serving.generation.admission import Admitted
 from service.settings import Settings
 from service.store import EmbeddedRedis, RateLimiter, RedisGate, RequestRecords, TenantStore
 from service.store.persistence import check_persistence
@@ -125,7 +126,16 @@ async def _tiers(
 
 
 def generation_engine(settings: Settings, model: LoadedModel, metrics: Metrics) -> GenerationEngine:
-    """The engine ``AIM_ENGINE`` / ``--engine`` chose, for the loaded text-generation model."""
+    """The engine ``AIM_ENGINE`` / ``--engine`` chose, for the loaded text-generation model, behind the
+    compute budget and the per-tenant stream cap (`Admitted`: the same for both engines)."""
+    return Admitted(
+        _engine(settings, model, metrics),
+        max_request_tokens=settings.max_request_tokens,
+        tenant_max_rows=settings.tenant_max_rows,
+    )
+
+
+def _engine(settings: Settings, model: LoadedModel, metrics: Metrics) -> GenerationEngine:
     if settings.engine == "vllm":
         from service.serving.generation.vllm.engine import vllm_engine
 

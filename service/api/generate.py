@@ -96,6 +96,7 @@ def build_request(
         tuple(d.stop),
         projection,
         priority=caller.tier.priority,
+        tenant=caller.tenant.id,
     )
 
 

@@ -1,6 +1,6 @@
-"""ASGI middleware: the request body limit (413) and per-tier request metrics.
+"""ASGI middleware: the request body limit (413), per-tier request metrics, the Redis budget per request.
 
-Both are plain ASGI so streaming responses pass through untouched.
+All three are plain ASGI so streaming responses pass through untouched.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
+from service.store.budget import spending
 
 
 class BodyLimit:
@@ -92,3 +93,20 @@ class RequestMetrics:
             if metrics is not None and path is not None and path not in ("/metrics", "/healthz"):
                 tier = scope.get("state", {}).get("tier", "-")
                 metrics.observe_request(tier, path, status, time.perf_counter() - start)
+
+
+class RedisBudgetPerRequest:
+    """Run every HTTP request under one Redis time budget (`service.store.budget`): whatever Redis calls
+    it makes, it waits for Redis at most ``seconds()`` in total (None: no budget, before startup)."""
+
+    def __init__(self, app: ASGIApp, seconds: Callable[[], float | None]) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        seconds = self.seconds() if scope["type"] == "http" else None
+        if seconds is None:
+            await self.app(scope, receive, send)
+            return
+        with spending(seconds):
+            await self.app(scope, receive, send)

@@ -4,6 +4,8 @@
 - `InFlight`: rows each tenant has reserved, queued or running, capped per tenant: one more is refused at
   once with 429 ``too_many_in_flight`` (with Retry-After), so one tenant cannot fill the queue. The
   batcher counts a classification request's inputs, the generation engines one row per completion.
+- `too_costly`: the one 413 ``request_too_costly`` for a request over its compute budget (classification
+  inputs' tokens or pixels, a generation's prompt plus new tokens).
 - `Reservations`: the batcher's admission: 413 for more rows than a request may ever have, 429 over the
   tenant's cap, 503 ``overloaded`` (with Retry-After) when the queue is full or the expected wait is over
   the limit; rows reserved and in flight per priority, and when each priority was last seen (the batcher
@@ -60,13 +62,25 @@ class BatchLimits:
         return min(self.max_queue, self.max_tenant_rows or self.max_queue)
 
 
-class InFlight:
-    """Rows in flight per tenant; ``limit`` None: no per-tenant cap."""
+def too_costly(cost: int | None, limit: int, unit: str, setting: str, hint: str) -> PayloadTooLarge:
+    """413 ``request_too_costly``: the request costs ``cost`` (None: more than ``limit``, counting stopped
+    there) ``unit``, over the per-request compute budget ``limit`` set by ``setting``."""
+    costs = f"{cost} {unit}" if cost is not None else f"more than {limit} {unit}"
+    return PayloadTooLarge(
+        f"this request costs {costs}; the per-request compute budget is {limit} {unit} ({setting}); {hint}",
+        code="request_too_costly",
+    )
 
-    def __init__(self, limit: int | None) -> None:
+
+class InFlight:
+    """Rows in flight per tenant; ``limit`` None: no per-tenant cap. ``unit`` names a row in messages
+    (a classification input, a generation stream)."""
+
+    def __init__(self, limit: int | None, unit: str = "inputs") -> None:
         if limit is not None and limit < 1:
             raise ValueError(f"a tenant's rows in flight must be capped at >= 1, got {limit}")
         self.limit = limit
+        self.unit = unit
         self._rows: Counter[str] = Counter()
 
     def __getitem__(self, tenant: str) -> int:
@@ -76,7 +90,7 @@ class InFlight:
         """RateLimited (429 ``too_many_in_flight``) when ``rows`` more would exceed the tenant's cap."""
         if self.limit is not None and self._rows[tenant] + rows > self.limit:
             raise RateLimited(
-                f"this tenant already has {self._rows[tenant]} inputs in flight; at most "
+                f"this tenant already has {self._rows[tenant]} {self.unit} in flight; at most "
                 f"{self.limit} may be queued or running at once",
                 code="too_many_in_flight",
                 retry_after=max(1.0, retry_after),

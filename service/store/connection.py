@@ -100,21 +100,23 @@ class RedisUnavailable(Exception):
     """A gated call did not complete (internal; :meth:`as_error` turns it into the store's 503).
 
     ``busy``: no slot within ``slot_wait_s`` (Redis itself may be fine). ``sent``: the command may have
-    reached Redis before the failure, so a write's outcome is unknown.
+    reached Redis before the failure, so a write's outcome is unknown. ``retry_after``: seconds until
+    a retry may succeed, set by the gate where it raises (while its breaker is open: until its next probe).
     """
 
-    def __init__(self, reason: str, *, busy: bool = False, sent: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, busy: bool = False, sent: bool = False, retry_after: float = 1.0
+    ) -> None:
         super().__init__(reason)
         self.busy = busy
         self.sent = sent
+        self.retry_after = retry_after
 
-    def as_error(
-        self, what: str, retry_after: float, *, write: bool = False, idempotent: bool = False
-    ) -> Unavailable:
+    def as_error(self, what: str, *, write: bool = False, idempotent: bool = False) -> Unavailable:
         """The one mapping of a failed call to a 503: ``outcome_unknown`` (a write that may have been
-        sent), ``overloaded`` (no slot in time) or ``dependency_unavailable``."""
+        sent), ``overloaded`` (no slot in time) or ``dependency_unavailable`` (Retry-After: the gate's)."""
         if write and self.sent:  # the script may have run: say so rather than "not applied"
             return outcome_unknown(what, idempotent)
         if self.busy:
             return overloaded(what)
-        return unavailable(what, retry_after)
+        return unavailable(what, self.retry_after)

@@ -41,6 +41,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service.store.budget import current as current_budget
 from service.store.connection import (
     DEFAULT_SLOT_WAIT_S,
     DEFAULT_SLOTS,
@@ -94,6 +95,7 @@ class RedisGate:
         self._on_recovery: list[Callable[[], None]] = []
         self.down_since: float | None = None
         self._last_answer = 0.0  # when a call last got its reply
+        self._next_probe = 0.0  # when the background probe next PINGs (while the breaker is open)
         self.busy_count = 0  # calls refused for want of a slot or time (back-pressure), for tests and benches
         self.openings = 0  # times the breaker opened
         self.observer: CallObserver | None = None
@@ -145,10 +147,16 @@ class RedisGate:
     async def call(self, make: Callable[[], Awaitable[T]], op: str = "other") -> T:
         """Run ``make()`` (which starts one Redis operation) within the bounds; RedisUnavailable if not.
 
-        ``op`` names the operation for :attr:`observer` (a fixed name: it is a metric label)."""
+        Inside a request (`service.store.budget.spending`) the call also waits at most what is left of
+        that request's Redis budget and is charged what it waited. ``op`` names the operation for
+        :attr:`observer` (a fixed name: it is a metric label)."""
+        budget = current_budget()
         if self.down_since is not None:
             self._observe(op, None, True)
-            raise RedisUnavailable("the Redis circuit breaker is open")
+            raise self._open_error()
+        if budget is not None and budget.spent:
+            self._observe(op, None, True)
+            raise budget.exhausted()
         try:
             async with asyncio.timeout(self.slot_wait_s):
                 await self._slots.acquire()
@@ -158,13 +166,19 @@ class RedisGate:
             raise RedisUnavailable("no Redis connection free in time", busy=True) from None
         started, failed = time.monotonic(), False
         try:
-            result = await self._bounded(make, started)
+            if self.down_since is not None:  # it opened while this call waited for a slot
+                raise self._open_error()
+            limit = self.timeout_s if budget is None else min(self.timeout_s, budget.left)
+            result = await self._bounded(make, started, limit)
         except RedisUnavailable:
             failed = True  # (a cancelled caller is not a failed call)
             raise
         finally:
             self._slots.release()
-            self._observe(op, time.monotonic() - started, failed)
+            held = time.monotonic() - started
+            if budget is not None:
+                budget.charge(held)
+            self._observe(op, held, failed)
         self._failures, self._last_answer = 0, time.monotonic()
         return result
 
@@ -172,9 +186,15 @@ class RedisGate:
         if self.observer is not None:
             self.observer(op, seconds, failed)
 
-    async def _bounded(self, make: Callable[[], Awaitable[T]], started: float) -> T:
+    def _open_error(self) -> RedisUnavailable:
+        """The failure of a call refused while the breaker is open: retry when the probe next runs."""
+        return RedisUnavailable("the Redis circuit breaker is open", retry_after=self._retry_after())
+
+    async def _bounded(self, make: Callable[[], Awaitable[T]], started: float, limit: float) -> T:
+        """``make()`` within ``limit`` seconds: the call's timeout, or less when the request's Redis
+        budget has less left (a call cut short by the budget is no sign of an outage)."""
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(limit):
                 return await make()
         except MaxConnectionsError:
             self.busy_count += 1
@@ -186,10 +206,18 @@ class RedisGate:
                 raise RedisUnavailable(
                     f"{type(exc).__name__} while Redis answered", busy=True, sent=sent
                 ) from None
+            if limit < self.timeout_s and isinstance(exc, TimeoutError | RedisTimeoutError):
+                cut = f"{type(exc).__name__} within the request's Redis budget"
+                raise RedisUnavailable(cut, sent=sent) from None
             self.failed(exc)
-            raise RedisUnavailable(f"{type(exc).__name__}", sent=sent) from None
+            retry_after = self._retry_after()
+            raise RedisUnavailable(f"{type(exc).__name__}", sent=sent, retry_after=retry_after) from None
         except RedisError as exc:  # an error reply: Redis is up
             raise RedisUnavailable(f"Redis replied {type(exc).__name__}", sent=True) from None
+
+    def _retry_after(self) -> float:
+        """Seconds a client should wait after a failure: until the next probe while the breaker is open."""
+        return max(1.0, self._next_probe - time.monotonic()) if self.down_since is not None else 1.0
 
     async def warm(self) -> int:
         """Open up to ``slots`` pool connections now (one at a time); returns how many opened."""
@@ -229,7 +257,8 @@ class RedisGate:
         self._failures += 1
         if self.down_since is not None or (self._failures < self.failure_threshold and not never_sent(exc)):
             return
-        self.down_since = time.monotonic()
+        self.down_since = self._next_probe = time.monotonic()
+        self._next_probe += self.probe_interval_s
         self.openings += 1
         log.warning("%s: Redis unreachable (%s); breaker open", self._name, type(exc).__name__)
         if self._probe is None or self._probe.done():
@@ -247,6 +276,7 @@ class RedisGate:
 
     async def _run_probe(self) -> None:
         while self.down_since is not None:
+            self._next_probe = time.monotonic() + self.probe_interval_s
             await asyncio.sleep(self.probe_interval_s)
             try:
                 async with asyncio.timeout(self.timeout_s):

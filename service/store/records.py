@@ -225,8 +225,7 @@ class TenantRecords:
         try:
             return await self.gate.call(make, "admin")
         except RedisUnavailable as exc:
-            retry_after = self.gate.probe_interval_s
-            raise exc.as_error(what.capitalize(), retry_after, write=write, idempotent=idempotent) from None
+            raise exc.as_error(what.capitalize(), write=write, idempotent=idempotent) from None
 
     async def _write(self, what: str, make: Callable[[], Awaitable[T]], *, idempotent: bool = False) -> T:
         return await self._call(what, make, write=True, idempotent=idempotent)

@@ -118,7 +118,7 @@ class RequestRecords:
         try:
             raw = await self._gate.call(lambda: self._gate.redis.hgetall(key), "records_read")
         except RedisUnavailable as exc:
-            raise exc.as_error("Reading request records", self._gate.probe_interval_s) from None
+            raise exc.as_error("Reading request records") from None
         fields = cast(dict[str, str], raw)  # the store's client decodes responses (make_redis)
         if not fields or fields.get("tenant") != tenant:
             raise NotFound(f"no request {request_id} of yours is known (records last a day)")
@@ -134,5 +134,5 @@ class RequestRecords:
             added, _ = await self._gate.call(pipe.execute, "feedback")
         except RedisUnavailable as exc:
             # Never outcome_unknown: SADD is idempotent, a retry is always safe.
-            raise exc.as_error("Recording feedback", self._gate.probe_interval_s) from None
+            raise exc.as_error("Recording feedback") from None
         return bool(added)

@@ -29,6 +29,7 @@ import time
 
 from service.errors import Unauthorized
 from service.store import scripts
+from service.store.budget import unbudgeted, wait_within
 from service.store.cache import KeyCache
 from service.store.connection import RedisUnavailable
 from service.store.gate import RedisGate
@@ -119,20 +120,21 @@ class TenantStore(TenantRecords):
             # Busy, or failed before the breaker opened, or within the grace: a known key keeps working.
             if stale is not None and (down_for is None or down_for <= self.grace_s):
                 return stale
-            raise exc.as_error("API key verification", self.gate.probe_interval_s) from None
+            raise exc.as_error("API key verification") from None
         if tenant is None:
             raise Unauthorized("unknown or revoked API key")
         return tenant
 
     async def _lookup(self, digest: str) -> Tenant | None:
-        """One Redis lookup per digest at a time: concurrent callers await the same one."""
+        """One Redis lookup per digest at a time: concurrent callers await the same one, each for at most
+        its own request's Redis budget (plus one connection wait); the lookup itself is charged to none."""
         pending = self._inflight.get(digest)
         if pending is None:
-            pending = asyncio.ensure_future(self._fetch(digest))
+            pending = unbudgeted(self._fetch(digest))
             self._inflight[digest] = pending
             pending.add_done_callback(lambda done: self._settled(digest, done))
         # Shielded: one caller giving up (a client disconnect) does not cancel the others' lookup.
-        return await asyncio.shield(pending)
+        return await wait_within(asyncio.shield(pending), self.gate.slot_wait_s)
 
     def _settled(self, digest: str, done: asyncio.Future[Tenant | None]) -> None:
         if self._inflight.get(digest) is done:

@@ -56,9 +56,10 @@ def test_a_hung_redis_adds_no_wait_for_known_tenants_and_readyz_answers_fast(
             assert {s for s, _ in ready} == {503}
             idle_p50 = statistics.median(t for _, t in baseline)
             bound = TIMEOUT_MS / 1000
-            # The breaker opens after two timeouts: one request waits at most two bounded calls, the rest
-            # none. (The two slowest are not bounded here: on a shared machine any request can stall.)
-            assert sorted(t for _, t in hung)[-3] <= 2 * bound + 0.5, hung
+            # A request waits for Redis at most one timeout in all (its budget; asserted tightly below,
+            # on /v1/me), none once the breaker is open. Loose here: the model's time on a shared machine
+            # varies by more than that, and the two slowest are not bounded (any request can stall).
+            assert sorted(t for _, t in hung)[-3] <= 2 * bound + 0.5, (baseline, hung)
             assert statistics.median(t for _, t in hung) <= 2 * idle_p50 + 0.05, (idle_p50, hung)
             assert max(t for _, t in ready) <= bound + 0.3, ready
             assert wait_for(lambda: c.get("/readyz").status_code == 200, 10.0)
@@ -66,6 +67,36 @@ def test_a_hung_redis_adds_no_wait_for_known_tenants_and_readyz_answers_fast(
         assert (
             "aim_redis_persistence 2.0" in service.metrics()
         )  # the embedded Redis keeps an append-only file
+    finally:
+        service.stop()
+        redis.stop()
+
+
+def test_a_request_waits_for_a_hung_redis_at_most_one_timeout_whatever_calls_it_makes(
+    tmp_path: Path, sentiment_preset: str, tiers_file: Path
+) -> None:
+    redis = EmbeddedRedis(tmp_path / "redis")
+    redis.start()
+    timeout_s = 0.6
+    # Key cache TTL 0: every request looks its key up, then counts its rate limit: two Redis calls.
+    env = {"AIM_KEY_CACHE_TTL_S": "0", "AIM_REDIS_TIMEOUT_MS": str(int(timeout_s * 1000))}
+    service = LiveService(sentiment_preset, tiers_file, redis.url, env=env).start()
+    try:
+        _, key = service.new_tenant("premium", "cached")
+        with service.client(key) as c:
+            baseline = [_timed(c, "/v1/me") for _ in range(10)]
+            os.kill(redis.pid, signal.SIGSTOP)
+            try:
+                hung = [_timed(c, "/v1/me") for _ in range(6)]
+            finally:
+                os.kill(redis.pid, signal.SIGCONT)
+        assert {s for s, _ in baseline + hung} == {200}, hung
+        # Without the per-request budget the first request waited two whole timeouts (lookup, then rate
+        # limit: >= 1.2 s) and the next one another; with it, no request waits more than one.
+        idle = statistics.median(t for _, t in baseline)
+        assert max(t for _, t in hung) <= timeout_s + idle + 0.3, (idle, hung)
+        assert service.components is not None
+        assert service.components.store.gate.openings == 1  # two requests' timeouts opened the breaker
     finally:
         service.stop()
         redis.stop()

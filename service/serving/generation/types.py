@@ -37,6 +37,8 @@ class GenerationRequest:
     top_p: nucleus sampling mass in (0, 1]; None = the whole distribution. Ignored when greedy.
     stop: strings that end the completion; the completion is cut before the first one found.
     priority: the tier's scheduling priority; waiting requests join the running batch highest first.
+    tenant: who asked, for admission's per-tenant cap (`service.serving.generation.admission`); engines
+        ignore it.
     """
 
     prompt_ids: tuple[int, ...]
@@ -47,6 +49,7 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     projection: RowKey | None = None
     priority: int = 0
+    tenant: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,6 +41,10 @@ class VllmEngine:
     eos_ids: end-of-sequence tokens (not part of ``token_ids``, as in the built-in engine).
     max_queue: requests beyond ``max_running`` that may wait inside vLLM; one more is refused (503).
     stall_s: seconds without a byte from vLLM after which a stream fails and the backend is suspected.
+    priority_scheduling: vLLM runs ``--scheduling-policy priority`` (the supervised child does): each
+        request carries its tier's priority, so waiting requests join vLLM's running batch highest
+        priority first, as in the built-in engine. A server started without it refuses any priority
+        but 0, so none is sent then (``AIM_VLLM_URL``: first come, first served).
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class VllmEngine:
         max_running: int,
         max_queue: int,
         stall_s: float,
+        priority_scheduling: bool = False,
     ) -> None:
         self._backend = backend
         self._name = served_name
@@ -63,6 +68,7 @@ class VllmEngine:
         self._max_running = max_running
         self._limit = max_running + max_queue
         self._stall_s = stall_s
+        self._priority = priority_scheduling
         self._inflight = 0
         self._streams: set[VllmStream] = set()
         self._client: httpx.AsyncClient | None = None
@@ -135,7 +141,7 @@ class VllmEngine:
     ) -> tuple[httpx.Response, AsyncIterator[dict[str, Any]], dict[str, Any] | None]:
         """Send the request and wait for its first chunk: vLLM reports a refused request (our processor's
         ``validate_params`` included) as an error event on a 200 stream, which becomes a 400 here."""
-        body = completion_body(self._name, req)
+        body = completion_body(self._name, req, priority_scheduling=self._priority)
         try:
             response = await client.send(
                 client.build_request("POST", f"{self._backend.url}/v1/completions", json=body), stream=True
@@ -171,10 +177,13 @@ class VllmEngine:
         self._streams.discard(stream)
 
 
-def completion_body(served_name: str, req: GenerationRequest) -> dict[str, Any]:
+def completion_body(
+    served_name: str, req: GenerationRequest, *, priority_scheduling: bool = False
+) -> dict[str, Any]:
     """The body the gateway sends vLLM's completions route for ``req``: the prompt's token ids, greedy,
-    streamed, with the raw top-1 per step (live fidelity) and the row's modulation in ``vllm_xargs``."""
-    return {
+    streamed, with the raw top-1 per step (live fidelity) and the row's modulation in ``vllm_xargs``;
+    with ``priority_scheduling``, the tier's priority (vLLM serves lower values first: negated)."""
+    body: dict[str, Any] = {
         "model": served_name,
         "prompt": list(req.prompt_ids),
         "max_tokens": req.max_new_tokens,
@@ -187,6 +196,9 @@ def completion_body(served_name: str, req: GenerationRequest) -> dict[str, Any]:
         "skip_special_tokens": True,
         "vllm_xargs": encode(req),
     }
+    if priority_scheduling:
+        body["priority"] = -req.priority
+    return body
 
 
 def vllm_engine(model: LoadedModel, settings: Settings) -> VllmEngine:
@@ -211,4 +223,5 @@ def vllm_engine(model: LoadedModel, settings: Settings) -> VllmEngine:
         max_running=settings.max_batch_size,
         max_queue=settings.queue_size,
         stall_s=vs.stall_s,
+        priority_scheduling=vs.url is None,  # the child is started with --scheduling-policy priority
     )

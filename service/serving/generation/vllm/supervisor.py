@@ -148,6 +148,7 @@ class VllmChild(_Watched):
         cmd += ["--dtype", s.dtype, "--tensor-parallel-size", str(s.tensor_parallel)]
         cmd += ["--max-num-seqs", str(self._max_num_seqs), "--logits-processors", PROCESSOR]
         cmd += ["--generation-config", "vllm"]  # no sampling defaults from the model's generation_config
+        cmd += ["--scheduling-policy", "priority"]  # tiers' priorities order vLLM's waiting requests
         cmd += ["--enforce-eager"] if s.eager else []
         return cmd + list(s.extra_args)
 

@@ -2,7 +2,8 @@
 own `BatchUpdate` types and saves what it returned.
 
 argv[1]: a torch file {"logits": (B, V), "extra": [vllm_xargs | None] per row, "outputs": [tokens so far],
-"bad": [malformed vllm_xargs]}; argv[2]: where to save {"out": (B, V), "moved_out": (B, V), "errors": [str]}.
+"bad": [malformed vllm_xargs], "command": the supervised child's arguments, "body": a gateway request body};
+argv[2]: where to save {"out": (B, V), "moved_out": (B, V), "errors": [str], "scheduling": what vLLM parsed}.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import sys
 
 import torch
 from vllm import SamplingParams
+from vllm.entrypoints.launchers.cli_args import make_arg_parser
+from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
 
 from service.serving.generation.vllm.processor import AimLogitsProcessor
@@ -40,7 +44,11 @@ def main(src: str, dst: str) -> None:
             errors.append(str(exc))
         else:
             errors.append("")
-    torch.save({"out": out, "moved_out": moved_out, "errors": errors}, dst)
+    # vLLM's own parsers read the supervisor's command and the gateway's request body.
+    args = make_arg_parser(FlexibleArgumentParser()).parse_args(case["command"])
+    request = CompletionRequest.model_validate(case["body"])
+    scheduling = {"policy": args.scheduling_policy, "priority": request.priority}
+    torch.save({"out": out, "moved_out": moved_out, "errors": errors, "scheduling": scheduling}, dst)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import pytest
 from openai import OpenAI
 
 from service.serving.generation import encode_chat, encode_prompt
+from service.serving.generation.admission import Admitted
 from service.serving.generation.vllm.engine import VllmEngine
 from service.serving.generation.vllm.supervisor import VllmChild
 from service.store import EmbeddedRedis
@@ -28,6 +29,7 @@ default_tier: free
 tiers:
   premium:
     sigma: 0.0
+    priority: 2
     rate_limit: {requests_per_minute: 6000}
     focus: {allowed: true, max_strength: 8.0}
   free:
@@ -65,8 +67,8 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
 
 def engine(svc: LiveService) -> VllmEngine:
     generator = svc.components.engine  # type: ignore[union-attr]
-    assert isinstance(generator, VllmEngine)
-    return generator
+    assert isinstance(generator, Admitted) and isinstance(generator.engine, VllmEngine)
+    return generator.engine
 
 
 def generate(svc: LiveService, key: str, body: dict) -> dict:
@@ -181,6 +183,43 @@ def test_metrics_count_vllm_tokens_ttft_and_fidelity(svc: LiveService) -> None:
     assert value("aim_time_to_first_token_seconds_count") >= 1
     assert value("aim_fidelity_rows_total") >= out["usage"]["completion_tokens"]
     assert 0 < value("aim_fidelity_matches_total") <= value("aim_fidelity_rows_total")
+
+
+async def _first_frame_at(c: httpx.AsyncClient, key: str, tokens: int, ready: asyncio.Event | None) -> float:
+    """Stream a generation; the loop time of its first frame (then ``ready`` is set), after reading all."""
+    body = {"prompt": LONG, "max_new_tokens": tokens, "stream": True}
+    first = None
+    async with c.stream("POST", "/v1/generate", json=body, headers={"Authorization": f"Bearer {key}"}) as r:
+        assert r.status_code == 200
+        async for line in r.aiter_lines():
+            if first is None and line.startswith("data: "):
+                first = asyncio.get_running_loop().time()
+                if ready is not None:
+                    ready.set()
+    assert first is not None
+    return first
+
+
+def test_a_higher_tier_joins_vllms_running_batch_first(svc: LiveService) -> None:
+    """vLLM's batch (16 rows) full of free rows of different lengths: a free request, then a premium one
+    (priority 2), wait; the premium takes the first slot that frees (vLLM's priority scheduling)."""
+    _, free = svc.new_tenant("free")
+    _, premium = svc.new_tenant("premium")
+
+    async def main() -> tuple[float, float]:
+        async with httpx.AsyncClient(base_url=svc.url, timeout=600) as c:
+            started = [asyncio.Event() for _ in range(16)]
+            fill = [asyncio.create_task(_first_frame_at(c, free, 40 + 8 * i, started[i])) for i in range(16)]
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 300)  # all 16 running
+            late_free = asyncio.create_task(_first_frame_at(c, free, 4, None))
+            await asyncio.sleep(0.5)  # the free request is surely first in vLLM's queue
+            late_premium = asyncio.create_task(_first_frame_at(c, premium, 4, None))
+            times = await asyncio.gather(late_free, late_premium)
+            await asyncio.gather(*fill)
+            return times[0], times[1]
+
+    free_at, premium_at = asyncio.run(main())
+    assert premium_at < free_at, (premium_at, free_at)  # first come, first served would be the reverse
 
 
 def test_vllm_killed_mid_stream_errors_then_503_then_recovers(svc: LiveService) -> None:

@@ -1,4 +1,5 @@
-"""The vLLM logits processor against the modulation core: same row, key and position -> the same numbers.
+"""The vLLM logits processor against the modulation core: same row, key and position -> the same numbers;
+vLLM's own parsers accept the supervised child's command and the gateway's body (priority scheduling).
 
 The processor runs in vLLM's own environment (``make setup-vllm``) through vLLM's real `BatchUpdate`
 types (processor_run.py); the expected values come from `service.modulation` in this one.
@@ -17,6 +18,8 @@ from service.modulation.semantic import GENERATION_RESOLUTION, prompt_codes
 from service.serving.generation import GenerationRequest
 from service.serving.generation.sampling import SamplingBatch, choose_tokens
 from service.serving.generation.vllm.config import VllmSettings
+from service.serving.generation.vllm.engine import completion_body
+from service.serving.generation.vllm.supervisor import VllmChild
 from service.serving.generation.vllm.xargs import encode
 
 V = 1000
@@ -33,6 +36,7 @@ def vllm_python() -> Path:
 
 
 PROJ = (2024, 77)
+PRIORITY = 2  # a tier's priority: higher is served first
 ROWS = [  # (spec, temperature, top_p, tokens generated so far, projection)
     (RowSpec(0.8, (11, 12)), 0.0, None, 0, PROJ),
     (RowSpec(0.0, (13, 14)), 0.0, None, 5, PROJ),  # premium: untouched
@@ -74,7 +78,16 @@ def run(tmp_path_factory) -> dict:
         {**extra[0], "aim_temperature": "hot"},
         {"unrelated": 1},  # not ours: accepted, row untouched
     ]
-    case = {"logits": logits, "extra": extra, "outputs": [r[3] for r in ROWS] + [0], "bad": bad}
+    child = VllmChild(Path("/models/m"), "m", VllmSettings.from_env(), max_num_seqs=4)
+    premium = GenerationRequest((1, 2), 4, ROWS[1][0], priority=PRIORITY)
+    case = {
+        "logits": logits,
+        "extra": extra,
+        "outputs": [r[3] for r in ROWS] + [0],
+        "bad": bad,
+        "command": child.command(8000)[3:],  # after `python -m vllm.entrypoints.openai.api_server`
+        "body": completion_body("m", premium, priority_scheduling=True),
+    }
     torch.save(case, tmp / "in.pt")
     subprocess.run(
         [
@@ -117,3 +130,10 @@ def test_malformed_arguments_are_refused_by_name(run) -> None:
     assert "unknown" in errors[3] and "aim_lower_sigma" in errors[3]
     assert "aim_temperature" in errors[4]
     assert errors[5] == ""
+
+
+def test_the_child_schedules_by_priority_and_a_higher_tier_goes_first(run) -> None:
+    """Priority admission into vLLM's running batch: its scheduler serves lower values first, so the
+    gateway negates the tier's priority (without the policy, vLLM would refuse any priority but 0)."""
+    assert run["scheduling"] == {"policy": "priority", "priority": -PRIORITY}
+    assert "priority" not in completion_body("m", GenerationRequest((1,), 4, ROWS[1][0], priority=PRIORITY))
