@@ -1,7 +1,5 @@
-"""The generation engine on the real SmolLM2-135M-Instruct preset.
-
-Reference outputs come from plain transformers ``generate`` in the same test run; nothing is hard-coded.
-"""
+"""The generation engine on the real SmolLM2-135M-Instruct preset; reference outputs come from plain
+transformers ``generate`` in the same test run, nothing is hard-coded."""
 
 from __future__ import annotations
 
