@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from service.models.inputs import check_text, text_digest
+from service.models.keyview import INPUT
 from service.models.loaded import Item, LoadedModel
 from service.tasks.base import InputKind
 from service.tasks.classes import CLASSIFY_ROUTE, Classifier
@@ -19,6 +20,7 @@ class TextClassification(Classifier):
     input_kind: InputKind = "text"
     route = CLASSIFY_ROUTE
     generates = False
+    key_views: tuple[str, ...] = (INPUT,)
 
     def prepare(self, model: LoadedModel, raw: str | bytes) -> Item:
         """Token ids, truncated to ``model.max_length``; the digest is taken over the truncated ids."""
