@@ -172,7 +172,11 @@ def _pngs(images: np.ndarray) -> list[bytes]:
     return out
 
 
-def run_classifier(name: str, items: int, ks: Sequence[int], keyings: Sequence[str]) -> dict[str, Any]:
+def run_classifier(
+    name: str, items: int, ks: Sequence[int], keyings: Sequence[str], per: int = 8, cost: bool = True
+) -> dict[str, Any]:
+    """One classifier preset: per kind and keying, `attack`; the draw correlations with ``per`` variants of
+    each input; with ``cost``, the keying's share of a batch (`keying_cost`)."""
     build_preset(name, STATE)
     model = load_model(STATE / "presets" / name)
     data = held_out(STATE / "presets" / name)
@@ -197,8 +201,9 @@ def run_classifier(name: str, items: int, ks: Sequence[int], keyings: Sequence[s
     by_kind = {kind: attack(model, inputs, labels, fn, sigma, ks, keyings) for kind, fn in make.items()}
     for keying in keyings:
         result[keying] = {kind: rows[keying] for kind, rows in by_kind.items()}
-    result["draw_correlation"] = draw_correlations(model, inputs, make)
-    result["keying_cost"] = keying_cost(model, inputs, sigma)
+    result["draw_correlation"] = draw_correlations(model, inputs, make, per)
+    if cost:
+        result["keying_cost"] = keying_cost(model, inputs, sigma)
     return result
 
 
@@ -208,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ks", default="3,9,31")
     parser.add_argument("--models", default="minilm-sentiment,digits,smollm2-135m")
     parser.add_argument("--keyings", default="semantic,digest")
+    parser.add_argument("--per", type=int, default=8, help="variants per input for the draw correlations")
     parser.add_argument("--llm-items", type=int, default=8)
     parser.add_argument("--llm-ks", default="3,9")
     parser.add_argument("--out", default="voting")
@@ -223,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             llm_ks = [int(k) for k in args.llm_ks.split(",")]
             payload["models"][name] = run_llm(STATE, args.llm_items, llm_ks, keyings, SECRET)
         else:
-            payload["models"][name] = run_classifier(name, args.items, ks, keyings)
+            payload["models"][name] = run_classifier(name, args.items, ks, keyings, args.per)
         print(name, "done", flush=True)
     payload["load_after"] = os.getloadavg()
     payload["wall_s"] = time.time() - started

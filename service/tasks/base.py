@@ -50,6 +50,10 @@ class Task(Protocol):
         """Logits of one batch of items (called under ``torch.inference_mode``)."""
         ...
 
+    def viewed(self, model: LoadedModel, items: Sequence[Item]) -> list[int]:
+        """Indices of the items whose key-view rows `logits` appends (with ``with_key_view``), in order."""
+        ...
+
     def calibrate(self, model: LoadedModel, data: HeldOut, limit: int) -> Calibration:
         """(N, C) clean logits of held-out ``data``, N <= ``limit``, and their labels (or None)."""
         ...

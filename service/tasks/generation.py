@@ -29,6 +29,9 @@ class TextGeneration:
     def prepare(self, model: LoadedModel, raw: str | bytes) -> Item:  # noqa: ARG002 (the Task protocol)
         raise unsupported(model, "classification")
 
+    def viewed(self, model: LoadedModel, items: Sequence[Item]) -> list[int]:  # noqa: ARG002 (the Task protocol)
+        return []
+
     def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:  # noqa: ARG002 (the Task protocol)
         raise unsupported(model, "classification")
 

@@ -20,6 +20,9 @@ class ImageClassification(ImageInput, Classifier):
     generates = False
     key_views: tuple[str, ...] = (INPUT, CENTRED)
 
+    def viewed(self, model: LoadedModel, items: Sequence[Item]) -> list[int]:
+        return list(range(len(items))) if model.key_view == CENTRED else []
+
     def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:
         """(B, C); with ``with_key_view`` and a centred key view, (2B, C): the centred views' rows after
         the images as sent (one forward pass gives both)."""

@@ -29,6 +29,9 @@ class SemanticSegmentation(ImageInput):
     generates = False
     key_views: tuple[str, ...] = (INPUT,)
 
+    def viewed(self, model: LoadedModel, items: Sequence[Item]) -> list[int]:  # noqa: ARG002 (the Task protocol)
+        return []
+
     def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:  # noqa: ARG002 (the Task protocol)
         """(B, C, h, w) at the model's output resolution (``upsample`` brings a row to its item's size)."""
         result: torch.Tensor = model.model(pixel_values=stack_pixels(model, items)).logits
