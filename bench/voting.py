@@ -173,7 +173,13 @@ def _pngs(images: np.ndarray) -> list[bytes]:
 
 
 def run_classifier(
-    name: str, items: int, ks: Sequence[int], keyings: Sequence[str], per: int = 8, cost: bool = True
+    name: str,
+    items: int,
+    ks: Sequence[int],
+    keyings: Sequence[str],
+    per: int = 8,
+    cost: bool = True,
+    kinds: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """One classifier preset: per kind and keying, `attack`; the draw correlations with ``per`` variants of
     each input; with ``cost``, the keying's share of a batch (`keying_cost`)."""
@@ -195,6 +201,8 @@ def run_classifier(
             k: (lambda fn: lambda png, n: fn(by_png[png], n))(fn) for k, fn in variants.IMAGE_KINDS.items()
         }
     make["second_account"] = None
+    if kinds is not None:  # a subset, e.g. to split a long run over processes
+        make = {kind: fn for kind, fn in make.items() if kind in kinds}
     sigma = free_sigma(model)
     premium = (Forwarded(model, inputs).logits.argmax(-1) == labels).float().mean().item()
     result: dict[str, Any] = {"sigma_free": sigma, "items": len(inputs), "premium_accuracy": premium}
@@ -214,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", default="minilm-sentiment,digits,smollm2-135m")
     parser.add_argument("--keyings", default="semantic,digest")
     parser.add_argument("--per", type=int, default=8, help="variants per input for the draw correlations")
+    parser.add_argument("--kinds", default=None, help="comma-separated kinds of variant (default: all)")
     parser.add_argument("--llm-items", type=int, default=8)
     parser.add_argument("--llm-ks", default="3,9")
     parser.add_argument("--out", default="voting")
@@ -229,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             llm_ks = [int(k) for k in args.llm_ks.split(",")]
             payload["models"][name] = run_llm(STATE, args.llm_items, llm_ks, keyings, SECRET)
         else:
-            payload["models"][name] = run_classifier(name, args.items, ks, keyings, args.per)
+            kinds = args.kinds.split(",") if args.kinds else None
+            payload["models"][name] = run_classifier(name, args.items, ks, keyings, args.per, kinds=kinds)
         print(name, "done", flush=True)
     payload["load_after"] = os.getloadavg()
     payload["wall_s"] = time.time() - started
