@@ -57,9 +57,15 @@ class Forwarded:
 
     def __init__(self, model: LoadedModel, inputs: Sequence[Any]) -> None:
         self.items = [model.prepare(x) for x in inputs]
-        outs = [model.forward_features(self.items[i : i + 32]) for i in range(0, len(self.items), 32)]
-        self.logits = torch.cat([o[0] for o in outs])
-        self.features = torch.cat([o[1] for o in outs])
+        # inputs the model sees alike (a homoglyph variant is its original's token ids) run once
+        first = {item.digest: i for i, item in reversed(list(enumerate(self.items)))}
+        unique = sorted(first.values())
+        row = {i: j for j, i in enumerate(unique)}
+        at = torch.tensor([row[first[item.digest]] for item in self.items])
+        run = [self.items[i] for i in unique]
+        outs = [model.forward_features(run[i : i + 32]) for i in range(0, len(run), 32)]
+        self.logits = torch.cat([o[0] for o in outs])[at]
+        self.features = torch.cat([o[1] for o in outs])[at]
         self.smooth = smoothness_for(model.kind)
 
 
