@@ -186,6 +186,7 @@ def run_classifier(
     per: int = 8,
     cost: bool = True,
     kinds: Sequence[str] | None = None,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """One classifier preset: per kind and keying, `attack`; the draw correlations with ``per`` variants of
     each input; with ``cost``, the keying's share of a batch (`keying_cost`)."""
@@ -193,14 +194,14 @@ def run_classifier(
     model = load_model(STATE / "presets" / name)
     data = held_out(STATE / "presets" / name)
     assert data.labels is not None
-    labels = torch.tensor(data.labels[:items])
+    chosen = slice(offset, offset + items)  # held-out items offset.. (a split run's share)
+    labels = torch.tensor(data.labels[chosen])
     if data.kind == "text":
-        inputs: list[Any] = list(data.inputs[:items])
-        kinds: dict[str, Any] = dict(variants.TEXT_KINDS)
-        make = {k: fn for k, fn in kinds.items()}
+        inputs: list[Any] = list(data.inputs[chosen])
+        make: dict[str, Any] = dict(variants.TEXT_KINDS)
     else:
         assert data.images is not None
-        arrays = list(data.images[:items])
+        arrays = list(data.images[chosen])
         inputs = _pngs(np.stack(arrays))
         by_png = dict(zip(inputs, arrays, strict=True))
         make = {
@@ -229,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keyings", default="semantic,digest")
     parser.add_argument("--per", type=int, default=8, help="variants per input for the draw correlations")
     parser.add_argument("--kinds", default=None, help="comma-separated kinds of variant (default: all)")
+    parser.add_argument("--offset", type=int, default=0, help="first held-out item (to split a run)")
     parser.add_argument("--llm-items", type=int, default=8)
     parser.add_argument("--llm-ks", default="3,9")
     parser.add_argument("--out", default="voting")
@@ -245,7 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             payload["models"][name] = run_llm(STATE, args.llm_items, llm_ks, keyings, SECRET)
         else:
             kinds = args.kinds.split(",") if args.kinds else None
-            payload["models"][name] = run_classifier(name, args.items, ks, keyings, args.per, kinds=kinds)
+            payload["models"][name] = run_classifier(
+                name, args.items, ks, keyings, args.per, kinds=kinds, offset=args.offset
+            )
         print(name, "done", flush=True)
     payload["load_after"] = os.getloadavg()
     payload["wall_s"] = time.time() - started
