@@ -58,9 +58,15 @@ class Forwarded:
 
     def __init__(self, model: LoadedModel, inputs: Sequence[Any]) -> None:
         self.items = [model.prepare(x) for x in inputs]
-        outs = [model.forward_features(self.items[i : i + 32]) for i in range(0, len(self.items), 32)]
-        self.logits = torch.cat([o[0] for o in outs])
-        self.features = torch.cat([o[1] for o in outs])
+        # inputs the model sees alike (a homoglyph variant is its original's token ids) run once
+        first = {item.digest: i for i, item in reversed(list(enumerate(self.items)))}
+        unique = sorted(first.values())
+        row = {i: j for j, i in enumerate(unique)}
+        at = torch.tensor([row[first[item.digest]] for item in self.items])
+        run = [self.items[i] for i in unique]
+        outs = [model.forward_features(run[i : i + 32]) for i in range(0, len(run), 32)]
+        self.logits = torch.cat([o[0] for o in outs])[at]
+        self.features = torch.cat([o[1] for o in outs])[at]
         self.smooth = smoothness_for(model.kind)
 
 
@@ -173,33 +179,47 @@ def _pngs(images: np.ndarray) -> list[bytes]:
     return out
 
 
-def run_classifier(name: str, items: int, ks: Sequence[int], keyings: Sequence[str]) -> dict[str, Any]:
+def run_classifier(
+    name: str,
+    items: int,
+    ks: Sequence[int],
+    keyings: Sequence[str],
+    per: int = 8,
+    cost: bool = True,
+    kinds: Sequence[str] | None = None,
+    offset: int = 0,
+) -> dict[str, Any]:
+    """One classifier preset: per kind and keying, `attack`; the draw correlations with ``per`` variants of
+    each input; with ``cost``, the keying's share of a batch (`keying_cost`)."""
     build_preset(name, STATE)
     model = load_model(STATE / "presets" / name)
     data = held_out(STATE / "presets" / name)
     assert data.labels is not None
-    labels = torch.tensor(data.labels[:items])
+    chosen = slice(offset, offset + items)  # held-out items offset.. (a split run's share)
+    labels = torch.tensor(data.labels[chosen])
     if data.kind == "text":
-        inputs: list[Any] = list(data.inputs[:items])
-        kinds: dict[str, Any] = dict(variants.TEXT_KINDS)
-        make = {k: fn for k, fn in kinds.items()}
+        inputs: list[Any] = list(data.inputs[chosen])
+        make: dict[str, Any] = dict(variants.TEXT_KINDS)
     else:
         assert data.images is not None
-        arrays = list(data.images[:items])
+        arrays = list(data.images[chosen])
         inputs = _pngs(np.stack(arrays))
         by_png = dict(zip(inputs, arrays, strict=True))
         make = {
             k: (lambda fn: lambda png, n: fn(by_png[png], n))(fn) for k, fn in variants.IMAGE_KINDS.items()
         }
     make["second_account"] = None
+    if kinds is not None:  # a subset, e.g. to split a long run over processes
+        make = {kind: fn for kind, fn in make.items() if kind in kinds}
     sigma = tier_sigma(model)
     premium = (Forwarded(model, inputs).logits.argmax(-1) == labels).float().mean().item()
     result: dict[str, Any] = {"sigma_free": sigma, "items": len(inputs), "premium_accuracy": premium}
     by_kind = {kind: attack(model, inputs, labels, fn, sigma, ks, keyings) for kind, fn in make.items()}
     for keying in keyings:
         result[keying] = {kind: rows[keying] for kind, rows in by_kind.items()}
-    result["draw_correlation"] = draw_correlations(model, inputs, make)
-    result["keying_cost"] = keying_cost(model, inputs, sigma)
+    result["draw_correlation"] = draw_correlations(model, inputs, make, per)
+    if cost:
+        result["keying_cost"] = keying_cost(model, inputs, sigma)
     return result
 
 
@@ -209,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ks", default="3,9,31")
     parser.add_argument("--models", default="minilm-sentiment,digits,smollm2-135m")
     parser.add_argument("--keyings", default="semantic,digest")
+    parser.add_argument("--per", type=int, default=8, help="variants per input for the draw correlations")
+    parser.add_argument("--kinds", default=None, help="comma-separated kinds of variant (default: all)")
+    parser.add_argument("--offset", type=int, default=0, help="first held-out item (to split a run)")
     parser.add_argument("--llm-items", type=int, default=8)
     parser.add_argument("--llm-ks", default="3,9")
     parser.add_argument("--out", default="voting")
@@ -224,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             llm_ks = [int(k) for k in args.llm_ks.split(",")]
             payload["models"][name] = run_llm(STATE, args.llm_items, llm_ks, keyings, SECRET)
         else:
-            payload["models"][name] = run_classifier(name, args.items, ks, keyings)
+            kinds = args.kinds.split(",") if args.kinds else None
+            payload["models"][name] = run_classifier(
+                name, args.items, ks, keyings, args.per, kinds=kinds, offset=args.offset
+            )
         print(name, "done", flush=True)
     payload["load_after"] = os.getloadavg()
     payload["wall_s"] = time.time() - started

@@ -13,16 +13,32 @@ border. Measured (bench/voting.py): draw correlation with 1-2 pixel shifts 0.09 
 digits), and on 200 with the view: shifts 1.00, JPEG 0.96, one pixel 0.91, unrelated images 0.047 (mean).
 The cost is a second forward pass (the batch is 2B rows), since the answer stays the model's on the image
 as sent.
+
+For text classifiers declaring ``"key_view": "content"``, the key is computed from the text without a
+leading label ("review: ...", "tweet - ...", "[note] ..."): such a label moved MiniLM's pooled features
+far enough that 31 labelled copies of a tweet drew correlation 0.83 (not ~1), and a vote over them gained
+5 points (issue #11); no feature choice or lengthscale measured separated those copies from unrelated
+tweets (bench/README.md). Only texts that have a label pay for the view (one more row in the batch); the
+answer is still the model's on the text as sent.
 """
 
 from __future__ import annotations
+
+import re
 
 import torch
 import torch.nn.functional as F
 
 INPUT = "input"
 CENTRED = "centred"
-KEY_VIEWS = (INPUT, CENTRED)
+CONTENT = "content"
+KEY_VIEWS = (INPUT, CENTRED, CONTENT)
+
+# A label: one or two words (or a bracketed/hashed word) ending in ':', '|', '>', a dash, then space.
+_LABEL = re.compile(
+    r"\s*(?:[\[(#]?\w{1,24}(?:\s\w{1,24})?[\])]?\s*(?::+|\|+|>+|-+|–|—)\s+|[\[(]\w{1,24}[\])]\s+)"
+)
+_MAX_LABELS = 3
 
 
 def centred(pixels: torch.Tensor) -> torch.Tensor:
@@ -49,3 +65,14 @@ def centred(pixels: torch.Tensor) -> torch.Tensor:
     grid = F.affine_grid(theta, [b, x.shape[1], h, w], align_corners=False)
     moved = F.grid_sample(x - floor, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return (moved + floor).to(pixels.dtype)
+
+
+def content(text: str) -> str:
+    """``text`` without up to three leading labels (see above); the text itself when nothing would remain."""
+    rest = text
+    for _ in range(_MAX_LABELS):
+        match = _LABEL.match(rest)
+        if match is None or not rest[match.end() :].strip():
+            break
+        rest = rest[match.end() :]
+    return rest

@@ -35,6 +35,7 @@ class Item:
     tensors: dict[str, torch.Tensor]
     digest: bytes
     size: tuple[int, int] | None = None
+    key: dict[str, torch.Tensor] | None = None
 
 
 def upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -52,7 +53,7 @@ class LoadedModel:
     ``image_processor`` for image tasks. ``max_length`` is the token limit for text: longer texts are
     truncated to it (the digest is then taken over the truncated ids, since that is what the model sees).
     ``key_view`` is what the noise key's features are taken of (`service.models.keyview`): the input as
-    sent, or for image classifiers declaring it, the image centred on its centre of mass.
+    sent, or a view the task supports (the centred image, the text's content without a leading label).
     """
 
     name: str
@@ -99,9 +100,9 @@ class LoadedModel:
         The features are the input of the classification head (the pooled [CLS] vector of a BERT, the
         pooled last stage of a ResNet), averaged over pixels for a segmentation head's per-pixel input;
         a model without a known head gives its logits (averaged over pixels). They key the noise
-        (`service.modulation.semantic`), so inputs the model represents alike get alike draws. With
-        ``key_view == "centred"`` they are taken of the centred images instead, in the same forward pass
-        (a batch of 2B: the images as sent give the logits, their centred views the features).
+        (`service.modulation.semantic`), so inputs the model represents alike get alike draws. Under a
+        key view (`service.models.keyview`) they are taken of the view instead, in the same forward pass
+        (a batch of B + E: the inputs as sent give the logits, the E views the features of their items).
         """
         captured: list[torch.Tensor] = []
         head = head_module(self.model)
@@ -116,11 +117,17 @@ class LoadedModel:
         raw = captured[-1] if captured else logits
         features = raw.float().flatten(2).mean(dim=2) if raw.dim() > 2 else raw.float()
         rows = len(items)
-        return logits[:rows], features[-rows:]
+        viewed = self.kind.viewed(self, items)
+        if not viewed:
+            return logits[:rows], features
+        keyed = features[:rows].clone()
+        keyed[torch.tensor(viewed, device=keyed.device)] = features[rows:]
+        return logits[:rows], keyed
 
     def _logits(self, items: Sequence[Item], with_key_view: bool = False) -> torch.Tensor:
-        """Logits of ``items``, (B, ...); with ``with_key_view`` and a centred key view, (2B, ...): the
-        centred views' rows after the images as sent."""
+        """Logits of ``items``, (B, ...); with ``with_key_view``, (B + E, ...): after the B inputs' rows,
+        the key views of the E items the task lists in ``viewed`` (all B for images under a centred view,
+        the texts whose content view differs from the text under ``key_view: content``)."""
         with torch.inference_mode():
             return self.kind.logits(self, items, with_key_view).float()
 

@@ -124,6 +124,11 @@ def load_model(
         raise ConfigError(
             f"{directory / MANIFEST} declares key_view {key_view!r}; expected one of {KEY_VIEWS}"
         )
+    if key_view not in kind.key_views:  # checked here once: the task's forward trusts its key view
+        raise ConfigError(
+            f"{directory / MANIFEST} declares key_view {key_view!r}, which {resolved_task} does not "
+            f"support; it takes one of {kind.key_views}"
+        )
     return LoadedModel(
         name=name,
         task=resolved_task,

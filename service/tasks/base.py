@@ -30,8 +30,9 @@ Calibration = tuple[torch.Tensor, torch.Tensor | None]
 class Task(Protocol):
     """One task: its name (``aimserve.json``'s ``task``, the ``task`` label of /metrics), the suffix of
     ``config.json``'s ``architectures`` it is inferred from, the transformers Auto class that loads it,
-    the kind of input it takes, the route that serves it and whether it generates tokens (a causal LM:
-    its classes are the vocabulary, it has no labels and an engine decodes it)."""
+    the kind of input it takes, the route that serves it, whether it generates tokens (a causal LM:
+    its classes are the vocabulary, it has no labels and an engine decodes it) and the keying views
+    (`service.models.keyview`) a manifest may declare for it (checked once, at load time)."""
 
     name: str
     architecture: str
@@ -39,6 +40,7 @@ class Task(Protocol):
     input_kind: InputKind
     route: str
     generates: bool
+    key_views: tuple[str, ...]
 
     def prepare(self, model: LoadedModel, raw: str | bytes) -> Item:
         """Validate and preprocess one raw input (BadInput / PayloadTooLarge when unusable)."""
@@ -46,6 +48,10 @@ class Task(Protocol):
 
     def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:
         """Logits of one batch of items (called under ``torch.inference_mode``)."""
+        ...
+
+    def viewed(self, model: LoadedModel, items: Sequence[Item]) -> list[int]:
+        """Indices of the items whose key-view rows `logits` appends (with ``with_key_view``), in order."""
         ...
 
     def calibrate(self, model: LoadedModel, data: HeldOut, limit: int) -> Calibration:

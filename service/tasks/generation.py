@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 
 from service.models.heldout import HeldOut, generation_rows
+from service.models.keyview import INPUT
 from service.models.loaded import Item, LoadedModel
 from service.tasks.base import Calibration, InputKind, unsupported
 
@@ -23,9 +24,13 @@ class TextGeneration:
     input_kind: InputKind = "text"
     route = GENERATE_ROUTE
     generates = True
+    key_views: tuple[str, ...] = (INPUT,)
 
     def prepare(self, model: LoadedModel, raw: str | bytes) -> Item:  # noqa: ARG002 (the Task protocol)
         raise unsupported(model, "classification")
+
+    def viewed(self, model: LoadedModel, items: Sequence[Item]) -> list[int]:  # noqa: ARG002 (the Task protocol)
+        return []
 
     def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:  # noqa: ARG002 (the Task protocol)
         raise unsupported(model, "classification")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from service.models.keyview import CENTRED, centred
+from service.models.keyview import CENTRED, INPUT, centred
 from service.models.loaded import Item, LoadedModel
 from service.tasks.classes import CLASSIFY_ROUTE, Classifier
 from service.tasks.images import ImageInput, stack_pixels
@@ -18,6 +18,10 @@ class ImageClassification(ImageInput, Classifier):
     auto_class = "AutoModelForImageClassification"
     route = CLASSIFY_ROUTE
     generates = False
+    key_views: tuple[str, ...] = (INPUT, CENTRED)
+
+    def viewed(self, model: LoadedModel, items: Sequence[Item]) -> list[int]:
+        return list(range(len(items))) if model.key_view == CENTRED else []
 
     def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:
         """(B, C); with ``with_key_view`` and a centred key view, (2B, C): the centred views' rows after

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from service.models.heldout import HeldOut, pixel_rows
+from service.models.keyview import INPUT
 from service.models.loaded import Item, LoadedModel
 from service.modulation import RowKey
 from service.serving.predict import Row, SegResult, segment_batch
@@ -26,6 +27,10 @@ class SemanticSegmentation(ImageInput):
     auto_class = "AutoModelForSemanticSegmentation"
     route = SEGMENT_ROUTE
     generates = False
+    key_views: tuple[str, ...] = (INPUT,)
+
+    def viewed(self, model: LoadedModel, items: Sequence[Item]) -> list[int]:  # noqa: ARG002 (the Task protocol)
+        return []
 
     def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:  # noqa: ARG002 (the Task protocol)
         """(B, C, h, w) at the model's output resolution (``upsample`` brings a row to its item's size)."""

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 
 import torch
 
+from service.models.confusables import latin_skeleton
 from service.models.inputs import check_text, text_digest
+from service.models.keyview import CONTENT, INPUT, content
 from service.models.loaded import Item, LoadedModel
 from service.tasks.base import InputKind
 from service.tasks.classes import CLASSIFY_ROUTE, Classifier
@@ -19,17 +21,35 @@ class TextClassification(Classifier):
     input_kind: InputKind = "text"
     route = CLASSIFY_ROUTE
     generates = False
+    key_views: tuple[str, ...] = (INPUT, CONTENT)
 
     def prepare(self, model: LoadedModel, raw: str | bytes) -> Item:
-        """Token ids, truncated to ``model.max_length``; the digest is taken over the truncated ids."""
-        text = check_text(raw, model.limits)
-        ids = model.tokenizer(text, truncation=True, max_length=model.max_length)["input_ids"]
-        return Item({"input_ids": torch.tensor(ids, dtype=torch.long)}, text_digest(ids))
+        """Token ids of the text's Latin skeleton (`service.models.confusables`: a look-alike spelling is
+        the text it imitates), truncated to ``model.max_length``; the digest is over the truncated ids.
+        Under ``key_view: content``, ``key`` holds the ids of the text without its leading label, when
+        it has one (`service.models.keyview.content`)."""
+        text = latin_skeleton(check_text(raw, model.limits))
+        ids = _ids(model, text)
+        key = None
+        if model.key_view == CONTENT and (view := content(text)) != text:
+            key = {"input_ids": _ids(model, view)}
+        return Item({"input_ids": ids}, text_digest(ids.tolist()), key=key)
 
-    def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:  # noqa: ARG002 (the Task protocol)
+    def viewed(self, model: LoadedModel, items: Sequence[Item]) -> list[int]:  # noqa: ARG002 (the Task protocol)
+        return [i for i, item in enumerate(items) if item.key is not None]
+
+    def logits(self, model: LoadedModel, items: Sequence[Item], with_key_view: bool) -> torch.Tensor:
+        """(B, C); with ``with_key_view``, (B + E, C): the E content views after the texts as sent."""
+        if with_key_view:
+            items = [*items, *(Item(item.key, item.digest) for item in items if item.key is not None)]
         input_ids, attention_mask = collate_text(model, items)
         result: torch.Tensor = model.model(input_ids=input_ids, attention_mask=attention_mask).logits
         return result
+
+
+def _ids(model: LoadedModel, text: str) -> torch.Tensor:
+    ids = model.tokenizer(text, truncation=True, max_length=model.max_length)["input_ids"]
+    return torch.tensor(ids, dtype=torch.long)
 
 
 def collate_text(model: LoadedModel, items: Sequence[Item]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,15 +6,17 @@ Fixed set: the first ITEMS held-out tweets. The full model's answer is the premi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
-from bench.variants import emoji, punctuation
+from bench.variants import emoji, homoglyph, prefix, punctuation
 from service.models import held_out
 from tests.live import ADMIN_TOKEN, METRICS_TOKEN, LiveService, state_dir
 
 ITEMS = 32
-VARIANTS = 8  # the original, 4 punctuation and 3 emoji variants, sent in one request
+VARIANTS = 8  # the original and 7 variants of one kind (or 4 punctuation and 3 emoji), in one request
 # A vote over 8 independent draws lifts the free tier's agreement with the full model by ~20 points
 # (bench/results/voting.json, keying "digest"); semantic keying must keep the gain within 2 items of 32.
 TOLERANCE = 2 / ITEMS
@@ -64,8 +66,15 @@ def test_a_second_account_gets_the_same_draw(text_service: LiveService, texts: l
     assert [r["top_k"] for r in ra] == [r["top_k"] for r in rb]  # same labels and probabilities
 
 
+def _mixed(text: str, n: int) -> list[str]:
+    return [*punctuation(text, 4), *emoji(text, n - 4)]
+
+
+@pytest.mark.parametrize(
+    "make", [_mixed, prefix, homoglyph], ids=["punctuation+emoji", "prefix", "homoglyph"]
+)
 def test_voting_over_variants_gains_nothing_beyond_tolerance(
-    text_service: LiveService, texts: list[str]
+    text_service: LiveService, texts: list[str], make: Callable[[str, int], list[str]]
 ) -> None:
     _, premium = text_service.new_tenant("premium")
     _, free = text_service.new_tenant("free")
@@ -73,7 +82,7 @@ def test_voting_over_variants_gains_nothing_beyond_tolerance(
     single = _labels(text_service, free, texts)
     voted = []
     for text in texts:
-        answers = _labels(text_service, free, [text, *punctuation(text, 4), *emoji(text, VARIANTS - 5)])
+        answers = _labels(text_service, free, [text, *make(text, VARIANTS - 1)])
         voted.append(max(sorted(set(answers)), key=answers.count))
     agree_single = sum(a == b for a, b in zip(single, clean, strict=True)) / ITEMS
     agree_voted = sum(a == b for a, b in zip(voted, clean, strict=True)) / ITEMS

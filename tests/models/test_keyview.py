@@ -69,3 +69,11 @@ def test_an_unknown_key_view_is_a_config_error(tiny_models, tmp_path) -> None:
     (tmp_path / "m" / "aimserve.json").write_text(json.dumps({"key_view": "rotated"}))
     with pytest.raises(ConfigError, match="declares key_view 'rotated'"):
         load_model(tmp_path / "m")
+
+
+@pytest.mark.parametrize("task", ["text-classification", "semantic-segmentation", "text-generation"])
+def test_the_centred_view_on_any_other_task_is_a_config_error(tiny_models, tmp_path, task) -> None:
+    shutil.copytree(tiny_models[task], tmp_path / "m")
+    (tmp_path / "m" / "aimserve.json").write_text(json.dumps({"task": task, "key_view": "centred"}))
+    with pytest.raises(ConfigError, match=f"declares key_view 'centred', which {task} does not support"):
+        load_model(tmp_path / "m")
