@@ -3,9 +3,11 @@
 The gateway tokenizes (so chat templates, limits and the noise key are computed exactly as for the
 built-in engine) and sends vLLM the prompt's token ids on its completions route, streaming, greedy, with
 the row's modulation and sampling in ``vllm_xargs`` (see `xargs`): our logits processor inside vLLM
-applies them. Nothing from the client's body is forwarded. ``logprobs: 1`` returns, per step, the top
-token of vLLM's raw logits (before any processor: ``--logprobs-mode raw_logprobs``, vLLM's default),
-which gives live fidelity without a second pass.
+applies them. Nothing from the client's body is forwarded. ``logprobs: k`` returns, per step, the top k raw
+logits (before any processor: the supervisor starts vLLM with ``--logprobs-mode raw_logits --max-logprobs
+128``), read as the built-in engine reads its logits (`steps.StepReader`): k = 1 gives live fidelity on
+every request; k = ``GENERATION_TOP`` on an evenly spread ``sample_share`` of requests also gives the tier's
+traffic sample, without a second pass (k is paid on every token: bench/results/vllm_logprobs.json).
 
 Failure: a backend that is not ready refuses at submit (503 with Retry-After); a connection that breaks
 or a stream silent for ``stall_s`` ends the stream with `Unavailable` (the route turns that into an SSE
@@ -26,9 +28,11 @@ from service.serving.generation.engine import eos_ids
 from service.serving.generation.interface import EngineStats, EventStream
 from service.serving.generation.types import GenerationRequest, validate_request
 from service.serving.generation.vllm.config import VllmSettings
+from service.serving.generation.vllm.steps import StepReader
 from service.serving.generation.vllm.stream import RETRY_AFTER_S, VllmStream, chunks, error_message, lost
 from service.serving.generation.vllm.supervisor import Backend, RemoteVllm, VllmChild
 from service.serving.generation.vllm.xargs import encode
+from service.serving.traffic import GENERATION_TOP
 from service.settings import Settings
 
 OVERLOAD_RETRY_AFTER_S = 1.0
@@ -41,6 +45,7 @@ class VllmEngine:
     eos_ids: end-of-sequence tokens (not part of ``token_ids``, as in the built-in engine).
     max_queue: requests beyond ``max_running`` that may wait inside vLLM; one more is refused (503).
     stall_s: seconds without a byte from vLLM after which a stream fails and the backend is suspected.
+    sample_share: share of requests whose steps feed the traffic sample, in [0, 1] (`VllmSettings`).
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class VllmEngine:
         max_running: int,
         max_queue: int,
         stall_s: float,
+        sample_share: float = 1.0,
     ) -> None:
         self._backend = backend
         self._name = served_name
@@ -63,6 +69,7 @@ class VllmEngine:
         self._max_running = max_running
         self._limit = max_running + max_queue
         self._stall_s = stall_s
+        self._share, self._credit = sample_share, 1.0 - sample_share  # the first request is sampled
         self._inflight = 0
         self._streams: set[VllmStream] = set()
         self._client: httpx.AsyncClient | None = None
@@ -118,24 +125,32 @@ class VllmEngine:
             )
         self._inflight += 1
         try:
+            top = self._top()
             sent = time.monotonic()
-            response, rest, first = await self._open(client, req)
+            response, rest, first = await self._open(client, completion_body(self._name, req, top=top))
             waited = time.monotonic() - sent
         except BaseException:
             self._inflight -= 1
             raise
-        stream = VllmStream(
-            self._backend, self._eos, self._release, response, rest, first, (len(req.prompt_ids), waited)
-        )
+        reader = StepReader(compare=req.temperature == 0.0, top=top if top > 1 else 0)
+        prompt = (len(req.prompt_ids), waited)
+        stream = VllmStream(self._backend, self._eos, self._release, response, rest, first, prompt, reader)
         self._streams.add(stream)
         return stream
 
+    def _top(self) -> int:
+        """k for the next request: ``GENERATION_TOP`` on an evenly spread ``sample_share`` of requests."""
+        self._credit += self._share
+        if self._credit >= 1.0 and self._share > 0.0:
+            self._credit -= 1.0
+            return GENERATION_TOP
+        return 1
+
     async def _open(
-        self, client: httpx.AsyncClient, req: GenerationRequest
+        self, client: httpx.AsyncClient, body: dict[str, Any]
     ) -> tuple[httpx.Response, AsyncIterator[dict[str, Any]], dict[str, Any] | None]:
         """Send the request and wait for its first chunk: vLLM reports a refused request (our processor's
         ``validate_params`` included) as an error event on a 200 stream, which becomes a 400 here."""
-        body = completion_body(self._name, req)
         try:
             response = await client.send(
                 client.build_request("POST", f"{self._backend.url}/v1/completions", json=body), stream=True
@@ -171,9 +186,10 @@ class VllmEngine:
         self._streams.discard(stream)
 
 
-def completion_body(served_name: str, req: GenerationRequest) -> dict[str, Any]:
+def completion_body(served_name: str, req: GenerationRequest, *, top: int = 1) -> dict[str, Any]:
     """The body the gateway sends vLLM's completions route for ``req``: the prompt's token ids, greedy,
-    streamed, with the raw top-1 per step (live fidelity) and the row's modulation in ``vllm_xargs``."""
+    streamed, with the ``top`` largest raw logits per step (1: live fidelity; ``GENERATION_TOP``: also the
+    traffic sample) and the row's modulation in ``vllm_xargs``."""
     return {
         "model": served_name,
         "prompt": list(req.prompt_ids),
@@ -182,7 +198,7 @@ def completion_body(served_name: str, req: GenerationRequest) -> dict[str, Any]:
         "stop": list(req.stop),
         "stream": True,
         "stream_options": {"include_usage": True},
-        "logprobs": 1,
+        "logprobs": top,
         "return_tokens_as_token_ids": True,
         "skip_special_tokens": True,
         "vllm_xargs": encode(req),
@@ -211,4 +227,5 @@ def vllm_engine(model: LoadedModel, settings: Settings) -> VllmEngine:
         max_running=settings.max_batch_size,
         max_queue=settings.queue_size,
         stall_s=vs.stall_s,
+        sample_share=vs.sample_share,
     )
