@@ -46,11 +46,18 @@ def children(pid: int) -> list[int]:
 
 
 def vllm_processes(gateway_pid: int) -> dict[str, int]:
-    """{"vllm-api": pid, "vllm-engine": pid} under the gateway's supervised child."""
-    (api,) = [p for p in children(gateway_pid) if b"vllm" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    names = {p: Path(f"/proc/{p}/comm").read_text().strip() for p in children(api)}
-    engine = [p for p, name in names.items() if "EngineCore" in name or "Worker" in name]
-    return {"vllm-api": api, "vllm-engine": engine[0]}
+    """vLLM's processes under the gateway's supervised child, by role: its API server (HTTP, detokenizing,
+    JSON), its engine core (scheduling) and its worker (the model and our logits processor)."""
+    (api,) = [p for p in children(gateway_pid) if b"api_server" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    found, todo = {"vllm-api": api}, [api]
+    while todo:
+        for child in children(todo.pop()):
+            todo.append(child)
+            comm = Path(f"/proc/{child}/comm").read_text()
+            for role, name in (("vllm-engine-core", "EngineCor"), ("vllm-worker", "Worker")):
+                if name in comm:
+                    found.setdefault(role, child)
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,8 +22,8 @@
 - ``AIM_VLLM_SAMPLE_SHARE``: the share of requests (evenly spread, 0 to 1, default 0.125) that vLLM asks for
   the top 128 raw logits per step, which feed the tier's traffic sample (recalibration); the others ask for
   the top 1 (live fidelity only). vLLM returns k logits for every step of a request, detokenized and sent as
-  JSON, so k costs tokens/s: at 8 clients, -15% for k = 20 and -32% for k = 128 against k = 1
-  (bench/results/vllm_logprobs.json); 0.125 pays about 4% of that.
+  JSON, so k costs tokens/s: at 8 clients, -15 to -19% for k = 20 and -25 to -32% for k = 128 against k = 1
+  (bench/results/vllm_logprobs*.json); 0.125 pays about 3-4%.
 """
 
 from __future__ import annotations
