@@ -16,6 +16,7 @@ error event or a 503) and tells the backend, which restarts a supervised child.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,6 +37,7 @@ from service.serving.traffic import GENERATION_TOP
 from service.settings import Settings
 
 OVERLOAD_RETRY_AFTER_S = 1.0
+log = logging.getLogger(__name__)
 
 
 class VllmEngine:
@@ -127,7 +129,15 @@ class VllmEngine:
         try:
             top = self._top()
             sent = time.monotonic()
-            response, rest, first = await self._open(client, completion_body(self._name, req, top=top))
+            try:
+                response, rest, first = await self._open(client, completion_body(self._name, req, top=top))
+            except BadInput as exc:
+                if top == 1 or "logprobs" not in exc.message:
+                    raise
+                # The operator's vLLM caps logprobs below GENERATION_TOP: not the tenant's fault.
+                log.error("vLLM refused %d logprobs per step (%s); traffic sampling is off", top, exc.message)
+                self._share, top = 0.0, 1
+                response, rest, first = await self._open(client, completion_body(self._name, req, top=top))
             waited = time.monotonic() - sent
         except BaseException:
             self._inflight -= 1
