@@ -21,10 +21,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.modulation import RowSpec
 from service.serving.generation import GenerationDone, GenerationRequest
-from service.serving.generation.vllm.engine import VllmEngine
-from service.serving.generation.vllm.supervisor import RemoteVllm
 from service.serving.traffic import GENERATION_TOP
 from tests.live import free_port, wait_for
+from tests.serving.generation.vllm.test_steps import small_engine
 
 
 def capped_vllm(asked: list[int]) -> FastAPI:
@@ -70,17 +69,7 @@ def server() -> Iterator[tuple[str, list[int]]]:
 
 def test_a_capped_vllm_turns_traffic_sampling_off_and_serves(server: tuple[str, list[int]]) -> None:
     url, asked = server
-    engine = VllmEngine(
-        RemoteVllm(url),
-        served_name="m",
-        context_length=64,
-        vocab_size=100,
-        eos_ids=frozenset({0}),
-        max_running=4,
-        max_queue=4,
-        stall_s=10.0,
-        sample_share=1.0,
-    )
+    engine = small_engine(url, sample_share=1.0)
     req = GenerationRequest((1, 2, 3), 1, RowSpec(1.0, (5, 6)))
 
     async def run() -> list[GenerationDone]:

@@ -56,19 +56,24 @@ def test_a_step_with_fewer_values_than_k_is_not_sampled_and_no_steps_give_none()
     assert StepReader(compare=True, top=4).read(None) == []
 
 
+def small_engine(url: str, sample_share: float) -> VllmEngine:
+    """A vLLM engine for a 100-token model served at ``url`` (EOS 0)."""
+    return VllmEngine(
+        RemoteVllm(url),
+        served_name="m",
+        context_length=64,
+        vocab_size=100,
+        eos_ids=frozenset({0}),
+        max_running=4,
+        max_queue=4,
+        stall_s=10.0,
+        sample_share=sample_share,
+    )
+
+
 def test_an_evenly_spread_share_of_requests_asks_for_the_sample() -> None:
     def ks(share: float, n: int) -> list[int]:
-        engine = VllmEngine(
-            RemoteVllm("http://127.0.0.1:9"),
-            served_name="m",
-            context_length=64,
-            vocab_size=100,
-            eos_ids=frozenset({0}),
-            max_running=1,
-            max_queue=1,
-            stall_s=1.0,
-            sample_share=share,
-        )
+        engine = small_engine("http://127.0.0.1:9", share)
         return [engine._top() for _ in range(n)]
 
     assert ks(0.25, 8) == [GENERATION_TOP, 1, 1, 1, GENERATION_TOP, 1, 1, 1]
