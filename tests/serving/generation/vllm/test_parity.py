@@ -8,10 +8,9 @@ engines then count fidelity on the same steps and sample the same steps' top-128
 is a near-tie that vLLM's float32 kernels and transformers' break differently (logits agree to ~1e-5), after
 which that row's continuation differs. Tolerances: fidelity within 0.02; the expected fidelity at σ = 1.0 of
 all sampled rows within 0.005; 90% of the sampled rows found in the other engine's sample within 1e-3 (rows
-arrive in completion order, which differs); the σ re-solved by the route within 0.03 and its fidelity at σ =
-1.0 within 0.02 (the route caps each tenant's rows, keeping its most recent, and which rows are most recent
-follows the completion order: measured 2026-12-07, all 32 texts equal, 512/818 steps agreeing in both, σ 0.785
-vs 0.760 from 382 rows each).
+arrive in completion order, which differs); the σ re-solved by the route from every sampled row (no tenant
+cap) within 0.01 and its fidelity at σ = 1.0 within 0.02. Measured 2026-12-07: all 32 texts equal, 512/818
+steps agreeing in both engines.
 """
 
 from __future__ import annotations
@@ -63,7 +62,7 @@ def recalibrate(service: LiveService) -> dict:
     with httpx.Client(base_url=service.url, timeout=300) as c:
         r = c.post(
             f"/admin/tiers/{TIER}/calibrate",
-            json={"target_fidelity": 0.7, "apply": "none"},
+            json={"target_fidelity": 0.7, "apply": "none", "max_tenant_share": 1.0},  # every row, uncapped
             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
         )
     assert r.status_code == 200, r.text
@@ -108,5 +107,5 @@ def test_both_engines_count_fidelity_and_sample_traffic_alike(svc: LiveService, 
     assert abs(Top1Curve(v).mean(1.0) - Top1Curve(b).mean(1.0)) <= 0.005
     for name in solved:
         assert solved[name]["rows"] >= 250, solved[name]
-    assert abs(solved["vllm"]["sigma"] - solved["builtin"]["sigma"]) <= 0.03, solved
+    assert abs(solved["vllm"]["sigma"] - solved["builtin"]["sigma"]) <= 0.01, solved
     assert abs(solved["vllm"]["fidelity_before"] - solved["builtin"]["fidelity_before"]) <= 0.02, solved
