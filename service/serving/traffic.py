@@ -36,12 +36,17 @@ GENERATION_STRIDE, GENERATION_STEPS, GENERATION_TOP = 2, 16, 128
 _LAST_SAMPLED = GENERATION_STRIDE * GENERATION_STEPS
 
 
+def is_sampled_step(position: int) -> bool:
+    """Whether a row's decoding step ``position`` (0 = its first generated token) goes into the sample."""
+    return position % GENERATION_STRIDE == 0 and position < _LAST_SAMPLED
+
+
 def generation_sample(positions: list[int], clean: torch.Tensor) -> tuple[list[int], torch.Tensor | None]:
     """The rows of one decoding step whose step is sampled, and their top clean logits (n, TOP) on CPU.
 
     ``positions``: each row's decoding position; ``clean``: the step's unmodulated logits (B, V).
     """
-    picked = [i for i, p in enumerate(positions) if p % GENERATION_STRIDE == 0 and p < _LAST_SAMPLED]
+    picked = [i for i, p in enumerate(positions) if is_sampled_step(p)]
     if not picked:
         return picked, None
     rows = clean if len(picked) == len(positions) else clean[picked]

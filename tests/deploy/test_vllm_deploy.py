@@ -13,7 +13,7 @@ import jsonschema
 import yaml
 
 from service.serving.generation.vllm.config import VllmSettings
-from service.serving.generation.vllm.supervisor import PROCESSOR
+from service.serving.generation.vllm.supervisor import PROCESSOR, VllmChild
 
 from .common import REPO, load_yaml
 from .k8s_schemas import DEPLOYMENT
@@ -54,6 +54,14 @@ def test_vllm_image_loads_our_processor_and_copies_what_it_imports() -> None:
     for path in copied:
         assert path in text and (REPO / path).exists()
     assert "USER 10001" in text
+    # What the supervisor gives its own child, the image gives every deployment: Model Runner V1 (our
+    # processor's interface) and the raw top logits the gateway reads per step.
+    env = VllmChild(REPO, "m", VllmSettings(), max_num_seqs=1).environment()
+    assert env["VLLM_USE_V2_MODEL_RUNNER"] == "0" and "VLLM_USE_V2_MODEL_RUNNER=0" in text
+    cmd = VllmChild(REPO, "m", VllmSettings(), max_num_seqs=1).command(8000)
+    for flag in ("--logprobs-mode", "--max-logprobs"):
+        value = cmd[cmd.index(flag) + 1]
+        assert f'"{flag}", "{value}"' in text, flag
 
 
 def test_k8s_overlay_lets_only_the_gateway_reach_vllm() -> None:
@@ -90,4 +98,6 @@ def test_gpu_overlay_gives_vllm_as_many_gpus_as_tensor_parallel_ranks() -> None:
     gpus = ctr["resources"]["limits"]["nvidia.com/gpu"]
     assert int(args["tensor-parallel-size"]) == gpus == ctr["resources"]["requests"]["nvidia.com/gpu"]
     assert "--enforce-eager" not in ctr["args"]  # CUDA graphs on a GPU
+    assert env_of(ctr)["VLLM_USE_V2_MODEL_RUNNER"] == "0"  # a GPU build would pick V2 by itself
+    assert env_of(ctr)["VLLM_CPU_KVCACHE_SPACE"]  # the merge kept the overlay's env
     assert ctr["readinessProbe"]["httpGet"]["path"] == "/health"  # the merge kept the overlay's probes

@@ -27,9 +27,11 @@ Item = GenerationEvent | BaseException
 class Row:
     """``cancelled`` is set from the consumer's side (any thread); everything else belongs to the worker.
 
-    steps: decoding steps taken (EOS included); agree: steps whose modulated argmax equalled the
-    unmodulated one; tokens: generated ids, EOS excluded; codes: (L,) int32 semantic codes of the prompt,
-    set at prefill; sampled: top clean logits of the steps sampled for traffic recalibration.
+    steps: decoding steps taken (EOS included); compared: steps counted for live fidelity (those of greedy
+    rows only: a sampled row serves a keyed draw, and vLLM cannot see its argmax, so neither engine counts
+    it); agree: compared steps whose modulated argmax (the served token) equalled the unmodulated one;
+    tokens: generated ids, EOS excluded; codes: (L,) int32 semantic codes of the prompt, set at prefill;
+    sampled: top clean logits of the steps sampled for traffic recalibration.
     """
 
     request: GenerationRequest
@@ -40,6 +42,7 @@ class Row:
     cancelled: bool = False
     tokens: list[int] = field(default_factory=list)
     steps: int = 0
+    compared: int = 0
     agree: int = 0
     codes: Any = None
     sampled: list[Any] = field(default_factory=list)
@@ -48,11 +51,13 @@ class Row:
     def spec(self) -> RowSpec:
         return self.request.spec
 
-    def advance(self, token: int, agrees: bool, eos_ids: frozenset[int]) -> list[GenerationEvent]:
-        """Record one decoding step; returns the events it produced, ending with `GenerationDone` when
-        the row is finished (EOS, a stop string or ``max_new_tokens``)."""
+    def advance(self, token: int, agrees: bool | None, eos_ids: frozenset[int]) -> list[GenerationEvent]:
+        """Record one decoding step (``agrees`` None: not compared); returns the events it produced, ending
+        with `GenerationDone` when the row is finished (EOS, a stop string or ``max_new_tokens``)."""
         self.steps += 1
-        self.agree += agrees
+        if agrees is not None:
+            self.compared += 1
+            self.agree += agrees
         if token in eos_ids:
             return self._finish("stop", "")
         self.tokens.append(token)
@@ -69,7 +74,7 @@ class Row:
             text=self.text.text,
             finish_reason=reason,
             usage=Usage(len(self.request.prompt_ids), self.steps),
-            fidelity=Fidelity(self.agree, self.steps),
+            fidelity=Fidelity(self.agree, self.compared),
             token_ids=tuple(self.tokens),
             queue_wait_s=self.admitted_at - self.submitted_at,
             clean_sample=torch.stack(self.sampled) if self.sampled else None,

@@ -60,7 +60,8 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Fidelity:
-    """agree: decoding steps whose modulated argmax equals the unmodulated argmax; steps: all steps."""
+    """agree: decoding steps whose modulated argmax equals the unmodulated argmax; steps: the steps
+    compared (those of greedy rows: `Row.compared`, the same in both engines)."""
 
     agree: int
     steps: int
@@ -82,8 +83,8 @@ class GenerationDone:
     token_ids: the generated tokens, EOS excluded, including the tokens that produced a stop string.
     queue_wait_s: seconds between submit and the row's admission into a running batch.
     clean_sample: the top unmodulated logits (n, K) of the row's sampled decoding steps
-        (`service.serving.traffic.generation_sample`), for re-solving its tier's σ from traffic; None when
-        the engine does not sample (vLLM).
+        (`service.serving.traffic.generation_sample`; vLLM: `vllm.steps.StepReader`), for re-solving its
+        tier's σ from traffic; None when no step was sampled.
     """
 
     text: str

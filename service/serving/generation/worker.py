@@ -187,7 +187,7 @@ class Worker:
         # One device-to-host transfer for the whole step.
         host = torch.stack((chosen, greedy, plain)).tolist()
         rows = self._rows
-        keep = [i for i, row in enumerate(rows) if self._emit(row, host[0][i], host[1][i] == host[2][i])]
+        keep = [i for i, row in enumerate(rows) if self._emit(row, host[0][i], _agrees(row, host, i))]
         self._flush()
         batch_size = len(rows)
         self._prune(keep)
@@ -212,7 +212,7 @@ class Worker:
         self._joining = 0
         self._rebuild()
 
-    def _emit(self, row: Row, token: int, agrees: bool) -> bool:
+    def _emit(self, row: Row, token: int, agrees: bool | None) -> bool:
         """Record one step of ``row`` and queue its events; returns True while the row continues."""
         if row.cancelled:
             return False
@@ -276,3 +276,9 @@ def _set_codes(rows: list[Row], first_logits: torch.Tensor) -> None:
 
 def _shutting_down() -> Unavailable:
     return Unavailable("the service is shutting down; retry on another replica", code="shutting_down")
+
+
+def _agrees(row: Row, host: list[list[int]], i: int) -> bool | None:
+    """Live fidelity of row ``i``'s step (modulated argmax ``host[1]`` vs clean argmax ``host[2]``), for
+    greedy rows only (`Row.compared`); None for a sampled row."""
+    return host[1][i] == host[2][i] if row.request.temperature == 0.0 else None

@@ -156,6 +156,8 @@ def test_sampling_is_deterministic_for_a_key_and_varies_across_keys(lm, prompts)
     (a, b), c, (d,) = run_engine(lm, body)
     assert a.token_ids == b.token_ids == c.token_ids
     assert d.token_ids != a.token_ids
+    # A sampled row serves a keyed draw, not the argmax: live fidelity counts greedy rows only (as vLLM).
+    assert a.fidelity.steps == a.fidelity.agree == 0 < a.usage.completion_tokens
 
 
 def test_stop_strings_max_tokens_and_streamed_deltas(lm, prompts, plain) -> None:

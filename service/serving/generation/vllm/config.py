@@ -19,6 +19,11 @@
 - ``AIM_VLLM_START_TIMEOUT_S``: how long a start may take before it counts as failed (default 900 s).
 - ``AIM_VLLM_STALL_S``: a stream that sends nothing for this long is ended with a 503 and the server is
   treated as hung (default 60 s).
+- ``AIM_VLLM_SAMPLE_SHARE``: the share of requests (evenly spread, 0 to 1, default 0.125) that vLLM asks for
+  the top 128 raw logits per step, which feed the tier's traffic sample (recalibration); the others ask for
+  the top 1 (live fidelity only). vLLM returns k logits for every step of a request, detokenized and sent as
+  JSON, so k costs tokens/s: at 8 clients, -15 to -19% for k = 20 and -25 to -32% for k = 128 against k = 1
+  (bench/results/vllm_logprobs*.json); 0.125 pays about 3-4%.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class VllmSettings:
     extra_args: tuple[str, ...] = ()
     start_timeout_s: float = 900.0
     stall_s: float = 60.0
+    sample_share: float = 0.125
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> VllmSettings:
@@ -68,4 +74,5 @@ class VllmSettings:
             extra_args=tuple(shlex.split(_opt(env, "AIM_VLLM_ARGS") or "")),
             start_timeout_s=_float(env, "AIM_VLLM_START_TIMEOUT_S", 900.0, lo=10.0, hi=7200.0),
             stall_s=_float(env, "AIM_VLLM_STALL_S", 60.0, lo=1.0, hi=3600.0),
+            sample_share=_float(env, "AIM_VLLM_SAMPLE_SHARE", 0.125, lo=0.0, hi=1.0),
         )

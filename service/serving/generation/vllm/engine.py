@@ -3,9 +3,11 @@
 The gateway tokenizes (so chat templates, limits and the noise key are computed exactly as for the
 built-in engine) and sends vLLM the prompt's token ids on its completions route, streaming, greedy, with
 the row's modulation and sampling in ``vllm_xargs`` (see `xargs`): our logits processor inside vLLM
-applies them. Nothing from the client's body is forwarded. ``logprobs: 1`` returns, per step, the top
-token of vLLM's raw logits (before any processor: ``--logprobs-mode raw_logprobs``, vLLM's default),
-which gives live fidelity without a second pass.
+applies them. Nothing from the client's body is forwarded. ``logprobs: k`` returns, per step, the top k raw
+logits (before any processor: the supervisor starts vLLM with ``--logprobs-mode raw_logits --max-logprobs
+128``), read as the built-in engine reads its logits (`steps.StepReader`): k = 1 gives live fidelity on
+every request; k = ``GENERATION_TOP`` on an evenly spread ``sample_share`` of requests also gives the tier's
+traffic sample, without a second pass (k is paid on every token: bench/results/vllm_logprobs.json).
 
 Failure: a backend that is not ready refuses at submit (503 with Retry-After); a connection that breaks
 or a stream silent for ``stall_s`` ends the stream with `Unavailable` (the route turns that into an SSE
@@ -14,6 +16,7 @@ error event or a 503) and tells the backend, which restarts a supervised child.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,12 +29,15 @@ from service.serving.generation.engine import eos_ids
 from service.serving.generation.interface import EngineStats, EventStream
 from service.serving.generation.types import GenerationRequest, validate_request
 from service.serving.generation.vllm.config import VllmSettings
+from service.serving.generation.vllm.steps import StepReader
 from service.serving.generation.vllm.stream import RETRY_AFTER_S, VllmStream, chunks, error_message, lost
 from service.serving.generation.vllm.supervisor import Backend, RemoteVllm, VllmChild
 from service.serving.generation.vllm.xargs import encode
+from service.serving.traffic import GENERATION_TOP
 from service.settings import Settings
 
 OVERLOAD_RETRY_AFTER_S = 1.0
+log = logging.getLogger(__name__)
 
 
 class VllmEngine:
@@ -45,6 +51,7 @@ class VllmEngine:
         request carries its tier's priority, so waiting requests join vLLM's running batch highest
         priority first, as in the built-in engine. A server started without it refuses any priority
         but 0, so none is sent then (``AIM_VLLM_URL``: first come, first served).
+    sample_share: share of requests whose steps feed the traffic sample, in [0, 1] (`VllmSettings`).
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class VllmEngine:
         max_queue: int,
         stall_s: float,
         priority_scheduling: bool = False,
+        sample_share: float = 1.0,
     ) -> None:
         self._backend = backend
         self._name = served_name
@@ -69,6 +77,7 @@ class VllmEngine:
         self._limit = max_running + max_queue
         self._stall_s = stall_s
         self._priority = priority_scheduling
+        self._share, self._credit = sample_share, 1.0 - sample_share  # the first request is sampled
         self._inflight = 0
         self._streams: set[VllmStream] = set()
         self._client: httpx.AsyncClient | None = None
@@ -124,24 +133,44 @@ class VllmEngine:
             )
         self._inflight += 1
         try:
+            top = self._top()
             sent = time.monotonic()
-            response, rest, first = await self._open(client, req)
+            try:
+                response, rest, first = await self._open(
+                    client, completion_body(self._name, req, top=top, priority_scheduling=self._priority)
+                )
+            except BadInput as exc:
+                if top == 1 or "logprobs" not in exc.message:
+                    raise
+                # The operator's vLLM caps logprobs below GENERATION_TOP: not the tenant's fault.
+                log.error("vLLM refused %d logprobs per step (%s); traffic sampling is off", top, exc.message)
+                self._share, top = 0.0, 1
+                response, rest, first = await self._open(
+                    client, completion_body(self._name, req, top=top, priority_scheduling=self._priority)
+                )
             waited = time.monotonic() - sent
         except BaseException:
             self._inflight -= 1
             raise
-        stream = VllmStream(
-            self._backend, self._eos, self._release, response, rest, first, (len(req.prompt_ids), waited)
-        )
+        reader = StepReader(compare=req.temperature == 0.0, top=top if top > 1 else 0)
+        prompt = (len(req.prompt_ids), waited)
+        stream = VllmStream(self._backend, self._eos, self._release, response, rest, first, prompt, reader)
         self._streams.add(stream)
         return stream
 
+    def _top(self) -> int:
+        """k for the next request: ``GENERATION_TOP`` on an evenly spread ``sample_share`` of requests."""
+        self._credit += self._share
+        if self._credit >= 1.0 and self._share > 0.0:
+            self._credit -= 1.0
+            return GENERATION_TOP
+        return 1
+
     async def _open(
-        self, client: httpx.AsyncClient, req: GenerationRequest
+        self, client: httpx.AsyncClient, body: dict[str, Any]
     ) -> tuple[httpx.Response, AsyncIterator[dict[str, Any]], dict[str, Any] | None]:
         """Send the request and wait for its first chunk: vLLM reports a refused request (our processor's
         ``validate_params`` included) as an error event on a 200 stream, which becomes a 400 here."""
-        body = completion_body(self._name, req, priority_scheduling=self._priority)
         try:
             response = await client.send(
                 client.build_request("POST", f"{self._backend.url}/v1/completions", json=body), stream=True
@@ -178,11 +207,12 @@ class VllmEngine:
 
 
 def completion_body(
-    served_name: str, req: GenerationRequest, *, priority_scheduling: bool = False
+    served_name: str, req: GenerationRequest, *, top: int = 1, priority_scheduling: bool = False
 ) -> dict[str, Any]:
     """The body the gateway sends vLLM's completions route for ``req``: the prompt's token ids, greedy,
-    streamed, with the raw top-1 per step (live fidelity) and the row's modulation in ``vllm_xargs``;
-    with ``priority_scheduling``, the tier's priority (vLLM serves lower values first: negated)."""
+    streamed, with the ``top`` largest raw logits per step (1: live fidelity; ``GENERATION_TOP``: also the
+    traffic sample) and the row's modulation in ``vllm_xargs``; with ``priority_scheduling``, the tier's
+    priority (vLLM serves lower values first: negated)."""
     body: dict[str, Any] = {
         "model": served_name,
         "prompt": list(req.prompt_ids),
@@ -191,7 +221,7 @@ def completion_body(
         "stop": list(req.stop),
         "stream": True,
         "stream_options": {"include_usage": True},
-        "logprobs": 1,
+        "logprobs": top,
         "return_tokens_as_token_ids": True,
         "skip_special_tokens": True,
         "vllm_xargs": encode(req),
@@ -224,4 +254,5 @@ def vllm_engine(model: LoadedModel, settings: Settings) -> VllmEngine:
         max_queue=settings.queue_size,
         stall_s=vs.stall_s,
         priority_scheduling=vs.url is None,  # the child is started with --scheduling-policy priority
+        sample_share=vs.sample_share,
     )

@@ -1,7 +1,7 @@
 """One vLLM completion stream as the engine's events, and the SSE/JSON helpers of the vLLM wire.
 
 `VllmStream` turns vLLM's streamed completion chunks into `TokenDelta`s and one `GenerationDone` (with the
-per-step live fidelity read from ``logprobs``: the served token against the raw logits' top-1). A broken
+live fidelity and the traffic sample read from each step's raw top logits: `steps.StepReader`). A broken
 connection or a stream silent past the client's read timeout ends it with `Unavailable` and marks the
 backend suspect.
 """
@@ -15,7 +15,15 @@ from typing import Any
 import httpx
 
 from service.errors import Unavailable
-from service.serving.generation.types import Fidelity, GenerationDone, GenerationEvent, TokenDelta, Usage
+from service.serving.generation.types import (
+    Fidelity,
+    FinishReason,
+    GenerationDone,
+    GenerationEvent,
+    TokenDelta,
+    Usage,
+)
+from service.serving.generation.vllm.steps import StepReader
 from service.serving.generation.vllm.supervisor import Backend
 
 RETRY_AFTER_S = 5.0
@@ -33,9 +41,11 @@ class VllmStream:
         chunks: AsyncIterator[dict[str, Any]],
         first: dict[str, Any] | None,
         prompt: tuple[int, float],
+        reader: StepReader,
     ) -> None:
         self._backend, self._eos, self._release = backend, eos, release
         self._response = response
+        self._reader = reader
         self._events = self._run(chunks, first, prompt)
         self._closed = False
         self.ending = False
@@ -61,8 +71,9 @@ class VllmStream:
         prompt_tokens, queue_wait_s = prompt
         text: list[str] = []
         tokens: list[int] = []
-        agree = steps = 0
-        reason, completion = "length", 0
+        steps = self._reader
+        reason: FinishReason = "length"
+        completion = 0
         try:
             async for chunk in _prepend(first, chunks):
                 if self.ending:
@@ -74,9 +85,7 @@ class VllmStream:
                         f"the generation engine failed: {error_message(chunk)}", retry_after=RETRY_AFTER_S
                     )
                 for choice in chunk.get("choices") or []:
-                    a, n, ids = _step_counts(choice.get("logprobs"))
-                    agree, steps = agree + a, steps + n
-                    tokens += [t for t in ids if t not in self._eos]
+                    tokens += [t for t in steps.read(choice.get("logprobs")) if t not in self._eos]
                     delta = choice.get("text") or ""
                     if delta:
                         text.append(delta)
@@ -88,9 +97,11 @@ class VllmStream:
         except (TimeoutError, httpx.HTTPError) as exc:
             self._backend.suspect()
             raise lost(exc) from None
-        usage = Usage(prompt_tokens, completion or steps)
-        fidelity = Fidelity(agree, steps)
-        yield GenerationDone("".join(text), reason, usage, fidelity, tuple(tokens), queue_wait_s)  # type: ignore[arg-type]
+        usage = Usage(prompt_tokens, completion or steps.steps)
+        fidelity = Fidelity(steps.agree, steps.compared)
+        yield GenerationDone(
+            "".join(text), reason, usage, fidelity, tuple(tokens), queue_wait_s, steps.sample()
+        )
 
 
 async def _prepend(
@@ -111,19 +122,6 @@ async def chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
         if data == "[DONE]":
             return
         yield json.loads(data)
-
-
-def _step_counts(logprobs: dict[str, Any] | None) -> tuple[int, int, list[int]]:
-    """(steps whose served token is the raw top-1, steps, served token ids) of one chunk."""
-    if not logprobs:
-        return 0, 0, []
-    ids = [int(str(t).removeprefix("token_id:")) for t in logprobs.get("tokens") or []]
-    agree = 0
-    for token, top in zip(ids, logprobs.get("top_logprobs") or [], strict=False):
-        if top:
-            best = max(top.items(), key=lambda kv: kv[1])[0]
-            agree += int(str(best).removeprefix("token_id:")) == token
-    return agree, len(ids), ids
 
 
 def error_message(raw: bytes | dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ from typing import Protocol
 import httpx
 
 from service.serving.generation.vllm.config import VllmSettings
+from service.serving.traffic import GENERATION_TOP
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,9 @@ class VllmChild(_Watched):
         cmd += ["--max-num-seqs", str(self._max_num_seqs), "--logits-processors", PROCESSOR]
         cmd += ["--generation-config", "vllm"]  # no sampling defaults from the model's generation_config
         cmd += ["--scheduling-policy", "priority"]  # tiers' priorities order vLLM's waiting requests
+        # The engine asks for the top GENERATION_TOP raw (pre-processor) logits of every step: live fidelity
+        # and the tier's traffic sample (engine.py); vLLM caps ``logprobs`` at 20 unless told.
+        cmd += ["--logprobs-mode", "raw_logits", "--max-logprobs", str(GENERATION_TOP)]
         cmd += ["--enforce-eager"] if s.eager else []
         return cmd + list(s.extra_args)
 

@@ -3,7 +3,8 @@ own `BatchUpdate` types and saves what it returned.
 
 argv[1]: a torch file {"logits": (B, V), "extra": [vllm_xargs | None] per row, "outputs": [tokens so far],
 "bad": [malformed vllm_xargs], "command": the supervised child's arguments, "body": a gateway request body};
-argv[2]: where to save {"out": (B, V), "moved_out": (B, V), "errors": [str], "scheduling": what vLLM parsed}.
+argv[2]: where to save {"out": (B, V), "moved_out": (B, V), "errors": [str], "scheduling": what vLLM parsed,
+"threads": torch's thread count after ``apply``}.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def main(src: str, dst: str) -> None:
         for i, (x, n) in enumerate(zip(extra, outputs, strict=True))
     ]
     proc.update_state(BatchUpdate(len(extra), [], added, []))
+    torch.set_num_threads(2)  # as vLLM's CPU worker on two cores: apply runs on one and gives them back
     out = proc.apply(logits.clone())
+    threads = torch.get_num_threads()
     # Rows 0 and 1 swap places, then the last row leaves: each row must keep its own noise.
     last = len(extra) - 1
     proc.update_state(BatchUpdate(len(extra), [], [], [(0, 1, MoveDirectionality.SWAP)]))
@@ -48,7 +51,10 @@ def main(src: str, dst: str) -> None:
     args = make_arg_parser(FlexibleArgumentParser()).parse_args(case["command"])
     request = CompletionRequest.model_validate(case["body"])
     scheduling = {"policy": args.scheduling_policy, "priority": request.priority}
-    torch.save({"out": out, "moved_out": moved_out, "errors": errors, "scheduling": scheduling}, dst)
+    torch.save(
+        {"out": out, "moved_out": moved_out, "errors": errors, "scheduling": scheduling, "threads": threads},
+        dst,
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The gateway on a real vLLM (CPU build, float32, --enforce-eager, the smollm2 preset): one vLLM start
-for the whole module, supervised by the gateway exactly as `aimserve serve --engine vllm` does.
+"""The gateway on a real vLLM (CPU build, float32, --enforce-eager, the smollm2 preset): the session's one
+vLLM (conftest.py), supervised by the gateway exactly as `aimserve serve --engine vllm` does.
 
 The last test kills vLLM mid-stream and waits for the supervisor to bring it back.
 """
@@ -10,72 +10,14 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Iterator
 
 import httpx
-import pytest
 from openai import OpenAI
 
 from service.serving.generation import encode_chat, encode_prompt
-from service.serving.generation.admission import Admitted
-from service.serving.generation.vllm.engine import VllmEngine
 from service.serving.generation.vllm.supervisor import VllmChild
-from service.store import EmbeddedRedis
-from tests.live import LiveService, state_dir, wait_for
-from tests.serving.generation.vllm.test_processor import vllm_python
-
-TIERS = """\
-default_tier: free
-tiers:
-  premium:
-    sigma: 0.0
-    priority: 2
-    rate_limit: {requests_per_minute: 6000}
-    focus: {allowed: true, max_strength: 8.0}
-  free:
-    sigma: 1.5
-    rate_limit: {requests_per_minute: 6000}
-    focus: {allowed: false}
-"""
-START_S = 900.0
-PROMPT = "Once upon a time, in a small village by the sea,"
-LONG = "Count from one to two hundred in words: one, two, three,"
-
-
-@pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveService]:
-    python = vllm_python()
-    from service.presets import build_preset
-
-    build_preset("smollm2-135m", state_dir())
-    tmp = tmp_path_factory.mktemp("vllm")
-    (tmp / "tiers.yaml").write_text(TIERS)
-    redis = EmbeddedRedis(tmp / "redis")
-    redis.start()
-    env = {"AIM_ENGINE": "vllm", "AIM_VLLM_PYTHON": str(python), "AIM_MAX_BATCH_SIZE": "16"}
-    os.environ.update({"AIM_VLLM_PYTHON": str(python), "AIM_VLLM_STALL_S": "30"})
-    service = LiveService("smollm2-135m", tmp / "tiers.yaml", redis.url, env=env).start()
-    try:
-        with httpx.Client(base_url=service.url) as c:
-            assert c.get("/readyz").status_code == 503  # vLLM is still starting
-            assert wait_for(lambda: c.get("/readyz").status_code == 200, START_S), "vLLM did not start"
-        yield service
-    finally:
-        service.stop()
-        redis.stop()
-
-
-def engine(svc: LiveService) -> VllmEngine:
-    generator = svc.components.engine  # type: ignore[union-attr]
-    assert isinstance(generator, Admitted) and isinstance(generator.engine, VllmEngine)
-    return generator.engine
-
-
-def generate(svc: LiveService, key: str, body: dict) -> dict:
-    with svc.client(key, timeout=300) as c:
-        r = c.post("/v1/generate", json={"max_new_tokens": 24, **body})
-        assert r.status_code == 200, r.text
-        return r.json()
+from tests.live import LiveService, wait_for
+from tests.serving.generation.vllm.live_vllm import LONG, PROMPT, START_S, engine, generate
 
 
 def test_premium_equals_vllm_greedy_and_free_is_keyed(svc: LiveService) -> None:

@@ -111,6 +111,7 @@ def test_apply_equals_the_core_row_by_row(run) -> None:
     assert torch.equal(out[1], logits[1]), "a premium row is bit-identical"
     assert torch.equal(out[-1], logits[-1]), "a row without our arguments is untouched"
     assert not torch.equal(out[0], out[5]), "another position draws other noise"
+    assert run["threads"] == 2, "apply runs on one thread and restores vLLM's setting"
 
 
 def test_rows_keep_their_noise_when_vllm_moves_them(run) -> None:
