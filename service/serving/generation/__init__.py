@@ -8,23 +8,19 @@ sampling.py (keyed token choice), text.py (prompts, focus targets, streaming det
 
 from __future__ import annotations
 
-from service.serving.generation.engine import (
-    BuiltinEngine,
+from service.serving.generation.engine import BuiltinEngine, GenerationStream, collect
+from service.serving.generation.interface import EngineStats, EventStream, GenerationEngine
+from service.serving.generation.text import encode_chat, encode_prompt, focus_token_ids
+from service.serving.generation.types import (
     Fidelity,
     FinishReason,
     GenerationDone,
     GenerationEvent,
     GenerationRequest,
-    GenerationStream,
     StepStats,
     TokenDelta,
     Usage,
-    collect,
-    encode_chat,
-    encode_prompt,
-    focus_token_ids,
 )
-from service.serving.generation.interface import EngineStats, EventStream, GenerationEngine
 
 __all__ = [
     "BuiltinEngine",

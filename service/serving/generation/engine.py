@@ -28,16 +28,12 @@ from service.errors import AimError, ConfigError, Unavailable
 from service.serving.generation.batch import cache_is_mergeable
 from service.serving.generation.interface import EngineStats
 from service.serving.generation.row import Row
-from service.serving.generation.text import StreamText, encode_chat, encode_prompt, focus_token_ids
+from service.serving.generation.text import StreamText
 from service.serving.generation.types import (
-    Fidelity,
-    FinishReason,
     GenerationDone,
     GenerationEvent,
     GenerationRequest,
     StepStats,
-    TokenDelta,
-    Usage,
     validate_request,
 )
 from service.serving.generation.worker import Worker, WorkerConfig
@@ -45,22 +41,7 @@ from service.serving.generation.worker import Worker, WorkerConfig
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = [
-    "BuiltinEngine",
-    "Fidelity",
-    "FinishReason",
-    "GenerationDone",
-    "GenerationEvent",
-    "GenerationRequest",
-    "GenerationStream",
-    "StepStats",
-    "TokenDelta",
-    "Usage",
-    "collect",
-    "encode_chat",
-    "encode_prompt",
-    "focus_token_ids",
-]
+__all__ = ["BuiltinEngine", "GenerationStream", "collect", "eos_ids"]
 
 OVERLOAD_RETRY_AFTER_S = 1.0
 _Item = GenerationEvent | BaseException
