@@ -62,7 +62,12 @@ def chat(svc: LiveService, keys: list[str], prompts: list[str]) -> float:
 
     def one(i: int) -> None:
         with svc.client(keys[i % len(keys)], timeout=600.0) as client:
-            body = {"messages": [{"role": "user", "content": prompts[i]}], "max_tokens": MAX_TOKENS}
+            # temperature 0: live fidelity counts greedy rows only (the OpenAI routes default to 1)
+            body = {
+                "messages": [{"role": "user", "content": prompts[i]}],
+                "max_tokens": MAX_TOKENS,
+                "temperature": 0,
+            }
             r = client.post("/v1/chat/completions", json={"model": "smollm2-135m", **body})
             assert r.status_code == 200, r.text
 
