@@ -1,5 +1,9 @@
 """Dependencies: one per collaborator, the calling tenant, the admin check.
 
+Every dependency here is ``async def`` although none awaits anything but `get_caller`'s store and limiter:
+FastAPI runs a plain ``def`` dependency in its thread pool, one thread hand-off per dependency per request
+(ten for ``/v1/classify``), which cost a lone request more than its model's forward (issue #13).
+
 Route handlers stay thin: each declares the collaborators it uses (``store: StoreDep``, ``model: ModelDep``,
 ...) and receives a resolved `Caller` (tenant, tier in force, effective focus); none parses headers or
 touches app state. The collaborators come from the `Components` the app's lifespan built
@@ -41,43 +45,43 @@ def _components(request: Request) -> Components:
     return components
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return _components(request).settings
 
 
-def get_model(request: Request) -> LoadedModel:
+async def get_model(request: Request) -> LoadedModel:
     return _components(request).model
 
 
-def get_store(request: Request) -> TenantStore:
+async def get_store(request: Request) -> TenantStore:
     return _components(request).store
 
 
-def get_limiter(request: Request) -> RateLimiter:
+async def get_limiter(request: Request) -> RateLimiter:
     return _components(request).limiter
 
 
-def get_tiers(request: Request) -> TierRegistry:
+async def get_tiers(request: Request) -> TierRegistry:
     return _components(request).tiers
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return _components(request).metrics
 
 
-def get_records(request: Request) -> RequestRecords:
+async def get_records(request: Request) -> RequestRecords:
     return _components(request).records
 
 
-def get_focus_resolver(request: Request) -> FocusResolver:
+async def get_focus_resolver(request: Request) -> FocusResolver:
     return _components(request).focus_resolver
 
 
-def get_traffic(request: Request) -> TrafficSample:
+async def get_traffic(request: Request) -> TrafficSample:
     return _components(request).traffic
 
 
-def get_queue_depth(request: Request) -> int:
+async def get_queue_depth(request: Request) -> int:
     return _components(request).queue_depth
 
 
@@ -85,7 +89,7 @@ def _route(request: Request) -> str:
     return str(getattr(request.scope.get("route"), "path", request.url.path))
 
 
-def get_batcher(request: Request) -> Batcher:
+async def get_batcher(request: Request) -> Batcher:
     """404 ``unsupported_task`` when the loaded model's task is not served by a batcher (generation)."""
     c = _components(request)
     if c.batcher is None:
@@ -93,7 +97,7 @@ def get_batcher(request: Request) -> Batcher:
     return c.batcher
 
 
-def get_engine(request: Request) -> GenerationEngine:
+async def get_engine(request: Request) -> GenerationEngine:
     """404 ``unsupported_task`` when the loaded model does not generate text."""
     c = _components(request)
     if c.engine is None:

@@ -64,7 +64,7 @@ class Generation:
     traffic: TrafficSample
 
 
-def get_generation(
+async def get_generation(
     engine: EngineDep, model: ModelDep, settings: SettingsDep, metrics: MetricsDep, traffic: TrafficDep
 ) -> Generation:
     """404 ``unsupported_task`` (from `EngineDep`) when the loaded model does not generate text."""
