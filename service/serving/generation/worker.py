@@ -22,6 +22,7 @@ import torch
 
 from service.errors import AimError, Unavailable
 from service.modulation import ModulationBatch, modulate
+from service.modulation.greedy import modulated_argmax
 from service.modulation.semantic import GENERATION_RESOLUTION, prompt_codes
 from service.serving.generation import batch as gen_batch
 from service.serving.generation.row import Item, Row
@@ -180,10 +181,13 @@ class Worker:
             for j, i in enumerate(picked):
                 self._rows[i].sampled.append(top[j])
         positions = torch.tensor(steps, dtype=torch.int32, device=logits.device)
-        modulated = modulate(logits, mod, position=positions)
-        greedy = modulated.argmax(dim=-1)
+        if self._sampling.rows is None:  # all greedy: noise only where it can change a row's argmax
+            chosen = greedy = modulated_argmax(logits, mod, position=positions)
+        else:
+            modulated = modulate(logits, mod, position=positions)
+            greedy = modulated.argmax(dim=-1)
+            chosen = choose_tokens(modulated, greedy, self._sampling, mod.row_keys, positions)
         plain = greedy if mod.is_identity else logits.argmax(dim=-1)
-        chosen = choose_tokens(modulated, greedy, self._sampling, mod.row_keys, positions)
         # One device-to-host transfer for the whole step.
         host = torch.stack((chosen, greedy, plain)).tolist()
         rows = self._rows

@@ -6,7 +6,9 @@ that carries our ``vllm_xargs`` (see `xargs`) it applies exactly what the built-
 `service.modulation.modulate` with the row's `RowSpec` and its prompt's semantic codes (from its clean
 first-step logits) at the row's own decoding position (the number of tokens it has generated); then, for
 rows that sample, the built-in engine's keyed draw (`sampling.choose_tokens`), returned as a one-hot row
-that vLLM's greedy sampler picks (the gateway always asks vLLM for greedy decoding). Rows without our
+that vLLM's greedy sampler picks (the gateway always asks vLLM for greedy decoding). When none of our rows
+samples, each row's modulated argmax comes from `service.modulation.greedy.modulated_argmax` (the same
+token, with noise drawn only where it can win) and is returned one-hot too. Rows without our
 arguments are left untouched, and when no row needs anything ``apply`` returns at once.
 
 Interface: vLLM's V1 ``vllm.v1.sample.logits_processor.LogitsProcessor`` (the one vLLM's CPU build and
@@ -22,6 +24,7 @@ import torch
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
 from service.modulation import ModulationBatch, modulate
+from service.modulation.greedy import modulated_argmax
 from service.modulation.semantic import GENERATION_RESOLUTION, prompt_codes
 from service.serving.generation.sampling import SamplingBatch, choose_tokens
 from service.serving.generation.vllm.xargs import RowArgs, decode
@@ -123,14 +126,17 @@ class AimLogitsProcessor(LogitsProcessor):  # type: ignore[misc]  # vLLM is not 
             plan = self._plan = _Plan(self._rows, logits.shape[1], logits.device)
         positions = torch.tensor([len(o) for o in plan.outputs], dtype=torch.int32, device=logits.device)
         mine = logits.index_select(0, plan.rows)
+        if plan.sampling.rows is None:  # all greedy: noise only where it can change a row's argmax
+            chosen = modulated_argmax(mine, plan.mod, position=positions)
+            one_hot = torch.full_like(mine, float("-inf")).scatter_(1, chosen[:, None], 0.0)
+            return logits.index_copy_(0, plan.rows, one_hot)
         modulated = modulate(mine, plan.mod, position=positions)
-        if plan.sampling.rows is not None:
-            greedy = modulated.argmax(dim=-1)
-            chosen = choose_tokens(modulated, greedy, plan.sampling, plan.mod.row_keys, positions)
-            picked = plan.sampling.rows
-            one_hot = torch.full_like(modulated[:1], float("-inf")).expand(len(picked), -1).clone()
-            one_hot.scatter_(1, chosen.index_select(0, picked)[:, None], 0.0)
-            modulated.index_copy_(0, picked, one_hot)
+        greedy = modulated.argmax(dim=-1)
+        chosen = choose_tokens(modulated, greedy, plan.sampling, plan.mod.row_keys, positions)
+        picked = plan.sampling.rows
+        one_hot = torch.full_like(modulated[:1], float("-inf")).expand(len(picked), -1).clone()
+        one_hot.scatter_(1, chosen.index_select(0, picked)[:, None], 0.0)
+        modulated.index_copy_(0, picked, one_hot)
         return logits.index_copy_(0, plan.rows, modulated.to(logits.dtype))
 
     def _set_codes(self, logits: torch.Tensor, indices: list[int]) -> None:

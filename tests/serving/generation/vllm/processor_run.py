@@ -2,8 +2,10 @@
 own `BatchUpdate` types and saves what it returned.
 
 argv[1]: a torch file {"logits": (B, V), "extra": [vllm_xargs | None] per row, "outputs": [tokens so far],
-"bad": [malformed vllm_xargs], "command": the supervised child's arguments, "body": a gateway request body};
-argv[2]: where to save {"out": (B, V), "moved_out": (B, V), "errors": [str], "scheduling": what vLLM parsed,
+"bad": [malformed vllm_xargs], "command": the supervised child's arguments, "body": a gateway request body,
+"greedy": indices of rows that decode greedily};
+argv[2]: where to save {"out": (B, V), "moved_out": (B, V), "greedy_out": (G, V) those rows alone in a batch,
+"errors": [str], "scheduling": what vLLM parsed,
 "threads": torch's thread count after ``apply``}.
 """
 
@@ -39,6 +41,11 @@ def main(src: str, dst: str) -> None:
     proc.update_state(BatchUpdate(last, [last], [], []))
     swapped = logits[[1, 0, *range(2, last)]].clone()
     moved_out = proc.apply(swapped)
+    # A batch whose rows all decode greedily: the processor's sparse path (one-hot modulated argmax).
+    greedy = AimLogitsProcessor(None, torch.device("cpu"), False)
+    picked = case["greedy"]
+    greedy.update_state(BatchUpdate(len(picked), [], [(j, *added[i][1:]) for j, i in enumerate(picked)], []))
+    greedy_out = greedy.apply(logits[picked].clone())
     errors = []
     for bad in case["bad"]:
         try:
@@ -52,7 +59,14 @@ def main(src: str, dst: str) -> None:
     request = CompletionRequest.model_validate(case["body"])
     scheduling = {"policy": args.scheduling_policy, "priority": request.priority}
     torch.save(
-        {"out": out, "moved_out": moved_out, "errors": errors, "scheduling": scheduling, "threads": threads},
+        {
+            "out": out,
+            "moved_out": moved_out,
+            "greedy_out": greedy_out,
+            "errors": errors,
+            "scheduling": scheduling,
+            "threads": threads,
+        },
         dst,
     )
 

@@ -46,17 +46,21 @@ ROWS = [  # (spec, temperature, top_p, tokens generated so far, projection)
     (RowSpec(0.8, (11, 12)), 0.0, None, 3, PROJ),  # same key as row 0, another position
 ]
 
+GREEDY = [i for i, row in enumerate(ROWS) if row[1] == 0.0] + [len(ROWS)]  # + the row without arguments
 
-def expected(logits: torch.Tensor, i: int, first: torch.Tensor) -> torch.Tensor:
+
+def expected(logits: torch.Tensor, i: int, first: torch.Tensor, one_hot: bool = False) -> torch.Tensor:
     """Row ``i`` (its logits in ``logits``) modulated alone by the core at its own position, keyed by the
-    codes of its first-step logits ``first`` (and drawn, when it samples): the built-in engine's steps."""
+    codes of its first-step logits ``first`` (and drawn, when it samples): the built-in engine's steps.
+    ``one_hot``: the row's chosen token as a one-hot row (what the processor returns for every row when
+    none of its rows samples)."""
     spec, temperature, top_p, n, proj = ROWS[i]
     zeros = torch.zeros(1, GENERATION_RESOLUTION.tables, dtype=torch.int32)
     codes = zeros if proj is None else prompt_codes(first[None], proj)
     batch = ModulationBatch.build([spec], V, "cpu", codes)
     pos = torch.tensor([n], dtype=torch.int32)
     out = modulate(logits[None], batch, position=pos)
-    if temperature > 0:
+    if temperature > 0 or one_hot:
         sampling = SamplingBatch.build([temperature], [top_p], torch.device("cpu"))
         token = choose_tokens(out, out.argmax(-1), sampling, batch.row_keys, pos)
         out = torch.full_like(out, float("-inf"))
@@ -87,6 +91,7 @@ def run(tmp_path_factory) -> dict:
         "bad": bad,
         "command": child.command(8000)[3:],  # after `python -m vllm.entrypoints.openai.api_server`
         "body": completion_body("m", premium, priority_scheduling=True),
+        "greedy": GREEDY,
     }
     torch.save(case, tmp / "in.pt")
     subprocess.run(
@@ -112,6 +117,18 @@ def test_apply_equals_the_core_row_by_row(run) -> None:
     assert torch.equal(out[-1], logits[-1]), "a row without our arguments is untouched"
     assert not torch.equal(out[0], out[5]), "another position draws other noise"
     assert run["threads"] == 2, "apply runs on one thread and restores vLLM's setting"
+
+
+def test_a_greedy_batch_gets_each_rows_modulated_argmax(run) -> None:
+    """No row samples: the processor takes the sparse path and returns each row's chosen token one-hot,
+    the token the core's dense `modulate` picks; the premium row and the row without arguments are
+    untouched."""
+    logits, out = run["logits"], run["greedy_out"]
+    for j, i in enumerate(GREEDY):
+        if i == len(ROWS) or (not ROWS[i][0].sigma and not ROWS[i][0].has_focus):
+            assert torch.equal(out[j], logits[i]), f"row {i} untouched"
+        else:
+            assert torch.equal(out[j], expected(logits[i], i, logits[i], one_hot=True)), f"row {i}"
 
 
 def test_rows_keep_their_noise_when_vllm_moves_them(run) -> None:
