@@ -11,10 +11,10 @@ seeded sample: not the held-out file, which the calibration uses) at:
 - ``independent_first_rows``: σ for independent draws on the first 1,000 held-out rows (the service
   before this change: `calibration_logits`; the sentiment held-out file is sorted by label, so those rows
   hold no positive tweet);
-- ``independent_spread_rows``: σ for independent draws on the service's calibration rows now (1,000
-  evenly spaced over the held-out file: `calibration_rows`);
-- ``keyed_spread_rows``: σ solved on the draws each secret serves those rows (the service now);
-- ``keyed_all_rows``: the same on all 1,500 held-out rows (what a larger calibration set buys).
+- ``independent_spread_rows``: σ for independent draws on 1,000 rows evenly spaced over the held-out file;
+- ``keyed_spread_rows``: σ solved on the draws each secret serves those 1,000 rows;
+- ``keyed_all_rows``: the same on all 1,500 held-out rows (the service now: `calibration_rows` takes every
+  held-out input up to `CALIBRATION_ROWS`, 2,000).
 
 Each gives mean, sd, min, max over secrets of the served fidelity, and the largest |served - target|.
 The eval set's own sampling error (binomial, one secret) is reported beside them.
@@ -46,13 +46,13 @@ from service.presets import build_preset
 from service.presets.sentiment import TRAIN_TEXTS
 from service.presets.sources import read_sentiment_tweets
 from service.serving.served_calibration import (
-    CALIBRATION_ROWS,
     ServedCalibration,
     unit_noise,
 )
 from service.tasks.classes import smoothness_for
 
 TARGETS = {"free": 0.7, "standard": 0.9}  # the shipped tiers.yaml's targets
+SPREAD_ROWS = 1000  # as many rows as `calibration_logits` takes
 
 
 def unseen_tweets(count: int, seed: int = 1) -> list[str]:
@@ -107,7 +107,7 @@ def run_model(name: str, eval_count: int, secrets: int, cache: Path) -> dict[str
     smooth = smoothness_for(model.kind)
     texts = [str(x) for x in held_out(path).inputs]
     total = len(texts)
-    spread = [i * total // CALIBRATION_ROWS for i in range(CALIBRATION_ROWS)]
+    spread = [i * total // SPREAD_ROWS for i in range(SPREAD_ROWS)]
     h_logits, h_features = _cached(cache / f"{name}-heldout.pt", model, texts)
     e_logits, e_features = _cached(cache / f"{name}-eval.pt", model, unseen_tweets(eval_count))
     # the service's calibration rows (`calibration_rows`: the same rows; its batches pad differently)
@@ -115,7 +115,7 @@ def run_model(name: str, eval_count: int, secrets: int, cache: Path) -> dict[str
     out: dict[str, Any] = {"held_out_rows": total, "eval_rows": len(e_logits), "targets": {}}
     for tier, target in TARGETS.items():
         sigmas_indep = {
-            "independent_first_rows": sigma_for_fidelity(h_logits[:CALIBRATION_ROWS], target).sigma,
+            "independent_first_rows": sigma_for_fidelity(h_logits[:SPREAD_ROWS], target).sigma,
             "independent_spread_rows": sigma_for_fidelity(s_logits, target).sigma,
         }
         served: dict[str, list[float]] = {
