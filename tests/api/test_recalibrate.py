@@ -9,7 +9,8 @@ such messages lands within ±3 points of the target.
 
 Tolerance: the σ was solved on 1,800 messages and is checked on the 1,800 interleaved with them, with the
 same draws (secret and tier); the input sampling between the two is about 1.5 points (standard error of the
-difference), so ±3 points is about two. Noise is keyed by the server secret (fixed in tests), the tier and
+difference), so ±3 points is about two (measured: 0.836 on the traffic at the load-time σ, 0.700 on it
+after, 0.721 on the held-out messages). Noise is keyed by the server secret (fixed in tests), the tier and
 the input, so every outcome is the same on every run.
 """
 
