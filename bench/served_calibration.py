@@ -169,14 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     load_before = os.getloadavg()[0]
     models = {m: run_model(m, args.eval, args.secrets, args.cache) for m in args.models.split(",")}
-    result = {
-        "command": "python -m bench.served_calibration " + " ".join(sys.argv[1:] if argv is None else argv),
-        "secrets": args.secrets,
-        "models": models,
-        "seconds": round(time.perf_counter() - start, 1),
-        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-    }
-    common.write_to(args.out, result)
+    run = ("bench.served_calibration", list(sys.argv[1:] if argv is None else argv), start, load_before)
+    common.write_to(args.out, {"secrets": args.secrets, "models": models}, run)
     return 0
 
 

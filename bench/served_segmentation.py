@@ -62,15 +62,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             k: round(float(v), 4) for k, v in stats.items()
         }
     result = {
-        "command": "python -m bench.served_segmentation " + " ".join(sys.argv[1:] if argv is None else argv),
         "model": args.model,
         "images": len(items),
         "secrets": args.secrets,
         "served_pixel_fidelity_over_secrets": tiers,
-        "seconds": round(time.perf_counter() - start, 1),
-        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
-    common.write_to(args.out, result)
+    run = ("bench.served_segmentation", list(sys.argv[1:] if argv is None else argv), start, load_before)
+    common.write_to(args.out, result, run)
     return 0
 
 
