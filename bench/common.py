@@ -48,3 +48,22 @@ def write(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     return path
+
+
+def write_to(
+    out: Path, result: dict[str, Any], run: tuple[str, list[str], float, float] | None = None
+) -> None:
+    """Write ``result`` as JSON to ``out`` (a docs/figures file, say) and print it. With ``run`` = (module,
+    argv, perf_counter at the start, 1-minute load at the start), the command line comes first and the
+    seconds and the load at the start and the end last."""
+    if run is not None:
+        module, argv, started, load = run
+        result = {
+            "command": f"python -m {module} " + " ".join(argv),
+            **result,
+            "seconds": round(time.perf_counter() - started, 1),
+            "load_average_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
+        }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))

@@ -21,7 +21,6 @@ what one server secret serves can sit far from that expectation. Per model, on i
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,6 +30,7 @@ from typing import Any
 
 import torch
 
+from bench import common
 from bench.voting import STATE, Forwarded, tier_sigma
 from service.api.policy import row_spec
 from service.models import LoadedModel, held_out, load_model
@@ -138,9 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - start, 1),
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    common.write_to(args.out, result)
     return 0
 
 

@@ -45,9 +45,12 @@ REPO = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("AIM_STATE_DIR", REPO / ".aimserve"))
 
 
-def tier_sigma(model: LoadedModel, tier: str = "free", tiers: Path = REPO / "tiers.yaml") -> float:
-    """The σ the service gives ``tier`` of ``tiers`` on ``model`` (a target_fidelity solved as it does)."""
-    registry = TierRegistry(tiers, fidelity_solver(model))
+def tier_sigma(
+    model: LoadedModel, tier: str = "free", tiers: Path = REPO / "tiers.yaml", secret: bytes = SECRET
+) -> float:
+    """The σ a service with ``secret`` gives ``tier`` of ``tiers`` on ``model`` (a target_fidelity solved as
+    it does: on the draws that secret serves, for a classifier)."""
+    registry = TierRegistry(tiers, fidelity_solver(model, secret))
     registry.reload_or_raise()
     return registry.tier_for(tier).sigma
 

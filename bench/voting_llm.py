@@ -121,7 +121,8 @@ def run_llm(
 ) -> dict[str, Any]:
     path = Path(build_preset("smollm2-135m", state))
     loaded = load_model(path)
-    registry = TierRegistry(Path(__file__).resolve().parent.parent / "tiers.yaml", fidelity_solver(loaded))
+    tiers_file = Path(__file__).resolve().parent.parent / "tiers.yaml"
+    registry = TierRegistry(tiers_file, fidelity_solver(loaded, secret))
     registry.reload_or_raise()
     sigma = registry.tier_for("free").sigma
     questions = [str(x) for x in held_out(path).inputs[:items]]

@@ -67,7 +67,7 @@ async def build_components(
         metrics.set_model_info(
             model.name, model.task, str(model.device), str(model.dtype).removeprefix("torch.")
         )
-        tiers = await _tiers(stack, tiers_path, model, metrics, watch=watch_tiers)
+        tiers = await _tiers(stack, tiers_path, model, settings.secret, metrics, watch=watch_tiers)
         metrics.set_redis_persistence(await check_persistence(store.gate.redis))
         records = RequestRecords(store.gate)
         records.start()
@@ -112,11 +112,18 @@ async def _open_store(stack: AsyncExitStack, settings: Settings, metrics: Metric
 
 
 async def _tiers(
-    stack: AsyncExitStack, path: Path, model: LoadedModel, metrics: Metrics, *, watch: bool
+    stack: AsyncExitStack,
+    path: Path,
+    model: LoadedModel,
+    secret: bytes,
+    metrics: Metrics,
+    *,
+    watch: bool,
 ) -> TierRegistry:
-    """The tiers file loaded (an invalid one raises), σ solved for ``model``, watched when ``watch``."""
+    """The tiers file loaded (an invalid one raises), σ solved for ``model`` and the draws ``secret``
+    serves, watched when ``watch``."""
     holder: dict[str, TierRegistry] = {}
-    tiers = TierRegistry(path, fidelity_solver(model), on_reload=reload_hook(metrics, holder))
+    tiers = TierRegistry(path, fidelity_solver(model, secret), on_reload=reload_hook(metrics, holder))
     holder["registry"] = tiers
     await asyncio.to_thread(tiers.reload_or_raise)
     if watch:

@@ -21,10 +21,12 @@ from service.modulation.calibration import Top1Curve, solve_sigma
 from service.serving.batcher import BatchStats, DynamicBatcher
 from service.serving.generation import GenerationEngine, StepStats, focus_token_ids
 from service.serving.predict import Row
+from service.serving.served_calibration import ServedCalibration, calibration_rows
 from service.serving.traffic import TrafficSample
 from service.settings import Settings
 from service.store import RateLimiter, RequestRecords, TenantStore
-from service.tiers import TierRegistry
+from service.tasks.classes import Classifier, smoothness_for
+from service.tiers import SigmaSolver, TierRegistry
 
 log = logging.getLogger("aimserve")
 
@@ -65,15 +67,29 @@ class Components:
             self.engine.end_all()
 
 
-def fidelity_solver(model: LoadedModel) -> Callable[[float], float]:
-    """σ for a target fidelity on the model's calibration inputs.
+def fidelity_solver(model: LoadedModel, secret: bytes) -> SigmaSolver:
+    """σ for (tier, target fidelity) on the model's calibration inputs, computed once, on first use, and
+    shared by every tier and every reload.
 
-    The calibration logits and their `Top1Curve` are computed once, on first use, and shared by every
-    tier and every reload.
+    Classifiers (noise keyed on the input's features, by the server secret and the tier): solved on the draws
+    this deployment serves the calibration rows at that tier (`ServedCalibration`), so the fidelity it serves
+    meets the target whatever the secret. Segmentation and generation (one draw per pixel or decoding
+    position, so a fidelity over many averages over many draws): the expectation over independent draws
+    (`Top1Curve`), which does not depend on the tier.
     """
+    if isinstance(model.kind, Classifier):
+        served: list[ServedCalibration] = []
+
+        def solve_served(tier: str, target: float) -> float:
+            if not served:
+                logits, features = calibration_rows(model)
+                served.append(ServedCalibration(logits, features, secret, smoothness_for(model.kind)))
+            return served[0].solve(tier, target).sigma
+
+        return solve_served
     cache: dict[str, Top1Curve] = {}
 
-    def solve(target: float) -> float:
+    def solve(tier: str, target: float) -> float:  # noqa: ARG001 (independent draws: the same for every tier)
         if "curve" not in cache:
             cache["curve"] = Top1Curve(calibration_logits(model)[0])
         return solve_sigma(cache["curve"], target).sigma

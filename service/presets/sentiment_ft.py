@@ -58,7 +58,8 @@ def build_finetuned(out: Path, train: TextSplit, test: TextSplit, recipe: FineTu
     fields = save_classifier(out, classifier, tokenizer, test, test_logits)
     fields["sizes"]["train"] = len(train.texts)
     training = {**asdict(recipe), "train_texts": len(train.texts), "epoch_losses": losses}
-    return {**fields, "training": {**training, "trained": "every weight, end to end"}}
+    # noise keyed on the text without a leading label, as minilm-sentiment's (service.models.keyview)
+    return {**fields, "training": {**training, "trained": "every weight, end to end"}, "key_view": "content"}
 
 
 def fine_tune(classifier: Any, tokenizer: Any, data: TextSplit, recipe: FineTuneRecipe) -> list[float]:

@@ -59,12 +59,15 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class ClassResult:
-    """Top-k (class index, probability) of the modulated output, best first, the clean top-1, and the
-    clean logits (C,) float32 (a view of the batch's logits: copy it to keep it)."""
+    """Top-k (class index, probability) of the modulated output, best first, the clean top-1, the clean
+    logits (C,) float32 and, for a row with utility noise and no focus, its unit-σ noise as served (C,)
+    float32, ``(served - clean) / σ``, else None (views of the batch's tensors: copy them to keep them).
+    The noise lets traffic recalibration solve σ on the draws served (`service.api.recalibrate`)."""
 
     top: list[tuple[int, float]]
     clean_top1: int
     logits: torch.Tensor
+    noise: torch.Tensor | None = None
 
     @property
     def top1(self) -> int:
@@ -118,10 +121,25 @@ def classify_batch(
     probs, idx = modulated.softmax(dim=-1).topk(k, dim=-1)
     clean = logits.argmax(dim=-1).tolist()
     probs_l, idx_l = probs.tolist(), idx.tolist()
+    noise = _unit_noise(logits, modulated, [r.spec for r in rows])
     return [
-        ClassResult(list(zip(idx_l[i][: r.top_k], probs_l[i][: r.top_k], strict=True)), clean[i], logits[i])
+        ClassResult(
+            list(zip(idx_l[i][: r.top_k], probs_l[i][: r.top_k], strict=True)), clean[i], logits[i], noise[i]
+        )
         for i, r in enumerate(rows)
     ]
+
+
+def _unit_noise(
+    logits: torch.Tensor, modulated: torch.Tensor, specs: Sequence[RowSpec]
+) -> list[torch.Tensor | None]:
+    """Per row, (modulated - logits) / σ when the row has utility noise and no focus, else None."""
+    plain = [s.sigma > 0.0 and not s.has_focus for s in specs]
+    if not any(plain):
+        return [None] * len(specs)
+    sigma = torch.tensor([s.sigma if p else 1.0 for s, p in zip(specs, plain, strict=True)])
+    unit = (modulated.float() - logits.float()) / sigma.to(logits.device)[:, None]
+    return [unit[i] if p else None for i, p in enumerate(plain)]
 
 
 def segment_batch(model: LogitsModel, rows: list[Row], projection: RowKey) -> list[SegResult]:

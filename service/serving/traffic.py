@@ -17,8 +17,14 @@ values: top-1 fidelity depends only on the gaps to the top, and a token further 
 smollm2 preset; 64 values missed by 2.4e-3 there: tests/presets/test_smollm2.py), while a row costs 512
 bytes instead of 4 V (200 KB for a 49,152-token vocabulary).
 
-Memory: at most ``max_tenants x per_tenant`` rows of C float32 per tier (C = ``GENERATION_TOP`` for
-generation: 128 MB per tier at the default bounds, reached only with 1,024 tenants of 256 sampled steps).
+Classification rows served with utility noise and no focus also keep their unit-σ noise as served (C
+float32: ``ClassResult.noise``), so σ can be re-solved on the draws the tier actually serves
+(`service.modulation.served`): the noise is keyed by the server secret and the tier, never by σ, so it
+stays valid after σ changes. A row without it (a focus tenant's, or σ = 0) makes the sample's noise None.
+
+Memory: at most ``max_tenants x per_tenant`` rows of C float32 (2C with noise) per tier (C =
+``GENERATION_TOP`` for generation: 128 MB per tier at the default bounds, reached only with 1,024 tenants of
+256 sampled steps).
 Thread-safe: ``add`` runs on the event loop, ``sample`` in a worker thread.
 """
 
@@ -54,22 +60,27 @@ def generation_sample(positions: list[int], clean: torch.Tensor) -> tuple[list[i
     return picked, top.to("cpu", torch.float32)
 
 
+_Row = tuple[torch.Tensor, torch.Tensor | None]  # clean logits (C,), unit noise as served (C,) or None
+
+
 class TrafficSample:
     def __init__(self, *, per_tenant: int = 256, max_tenants: int = 1024) -> None:
         if per_tenant < 1 or max_tenants < 1:
             raise ValueError(f"per_tenant={per_tenant} and max_tenants={max_tenants} must be >= 1")
         self.per_tenant = per_tenant
         self.max_tenants = max_tenants
-        self._tiers: dict[str, OrderedDict[str, deque[torch.Tensor]]] = {}
+        self._tiers: dict[str, OrderedDict[str, deque[_Row]]] = {}
         self._lock = threading.Lock()
 
-    def add(self, tier: str, tenant: str, logits: torch.Tensor) -> None:
-        """Keep the rows of ``logits`` (B, C), unmodulated, served to ``tenant`` of ``tier`` (copied)."""
+    def add(self, tier: str, tenant: str, logits: torch.Tensor, noise: torch.Tensor | None = None) -> None:
+        """Keep the rows of ``logits`` (B, C), unmodulated, served to ``tenant`` of ``tier`` (copied), with
+        their unit-σ noise as served (B, C) when given."""
         rows = logits.detach().to("cpu", torch.float32).clone()
+        draws = None if noise is None else noise.detach().to("cpu", torch.float32).clone()
         with self._lock:
             tenants = self._tiers.setdefault(tier, OrderedDict())
             ring = tenants.pop(tenant, None) or deque(maxlen=self.per_tenant)
-            ring.extend(rows)
+            ring.extend(zip(rows, [None] * len(rows) if draws is None else draws, strict=True))
             tenants[tenant] = ring
             while len(tenants) > self.max_tenants:
                 tenants.popitem(last=False)
@@ -84,22 +95,31 @@ class TrafficSample:
         with self._lock:
             tenants = self._tiers.get(tier)
             ring = list(tenants.get(tenant, ())) if tenants is not None else []
-        return torch.stack(ring) if ring else torch.zeros(0, 0)
+        return torch.stack([row for row, _ in ring]) if ring else torch.zeros(0, 0)
 
     def sample(self, tier: str, max_share: float = DEFAULT_MAX_SHARE) -> tuple[torch.Tensor, int]:
         """(N, C) rows of ``tier`` with every tenant's share capped, and the number of tenants in it.
 
         ``max_share`` in (0, 1]. An empty tier gives a (0, 0) tensor.
         """
+        logits, _, tenants = self.sample_with_noise(tier, max_share)
+        return logits, tenants
+
+    def sample_with_noise(
+        self, tier: str, max_share: float = DEFAULT_MAX_SHARE
+    ) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """:meth:`sample`, with the rows' unit noise as served (N, C), or None unless every row has it."""
         if not 0.0 < max_share <= 1.0:
             raise ValueError(f"max_share={max_share} must be in (0, 1]")
         with self._lock:
             rings = [list(r) for r in self._tiers.get(tier, {}).values()]
         if not rings:
-            return torch.zeros(0, 0), 0
+            return torch.zeros(0, 0), None, 0
         cap = share_cap([len(r) for r in rings], max(max_share, 1.0 / len(rings)))
         rows = [row for ring in rings for row in ring[-cap:]]
-        return torch.stack(rows), len(rings)
+        draws = [noise for _, noise in rows if noise is not None]
+        noise = torch.stack(draws) if len(draws) == len(rows) else None
+        return torch.stack([logits for logits, _ in rows]), noise, len(rings)
 
 
 def share_cap(counts: list[int], share: float) -> int:

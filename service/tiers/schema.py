@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from service.errors import ConfigError
 from service.store.models import TierName
 
-SigmaSolver = Callable[[float], float]
-"""Maps a target top-1 fidelity in (0, 1] to the σ achieving it on the served model's calibration set."""
+SigmaSolver = Callable[[str, float], float]
+"""Maps (tier name, target top-1 fidelity in (0, 1]) to the σ achieving it on the served model's calibration
+set. The tier enters because a classifier's noise is keyed by (server secret, tier): its σ is solved on the
+draws that tier serves (`service.serving.served_calibration`)."""
 
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
@@ -173,7 +175,7 @@ def _resolve(name: str, spec: TierSpec, solver: SigmaSolver, source: str) -> Tie
     sigma = spec.sigma
     if sigma is None and spec.target_fidelity is not None:
         try:
-            sigma = float(solver(spec.target_fidelity))
+            sigma = float(solver(name, spec.target_fidelity))
         except Exception as exc:  # the solver is a boundary; any failure rejects the file
             raise ConfigError(
                 f"{source}: tiers.{name}: cannot solve sigma for target_fidelity "

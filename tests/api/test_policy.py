@@ -32,7 +32,7 @@ tiers:
 """
 
 
-def _no_solver(_: float) -> float:
+def _no_solver(_tier: str, _target: float) -> float:
     raise AssertionError("these tiers give sigma, not target_fidelity")
 
 

@@ -29,8 +29,8 @@ SHIPPED_TIERS = REPO / "tiers.yaml"
 @pytest.fixture(scope="module")
 def ft_service(redis_server: EmbeddedRedis) -> Iterator[LiveService]:
     built_or_skip(NAME, state_dir())  # never builds: skips with the build command when missing
-    # the target_fidelity tiers are solved at load over 1,000 calibration tweets: `aimserve calibrate` took
-    # 113-166 s for it at load 8-9 (calibrate.log), beyond LiveService's default start timeout
+    # the target_fidelity tiers are solved at load over the 1,500 held-out tweets: `aimserve calibrate` took
+    # 113-166 s for 1,000 at load 8-9 (calibrate.log), beyond LiveService's default start timeout
     service = LiveService(NAME, SHIPPED_TIERS, redis_server.url).start(timeout_s=600.0)
     yield service
     service.stop()
@@ -53,14 +53,18 @@ def test_fine_tuned_sentiment_serves_a_free_tier_below_premium_over_http(ft_serv
     labels = [names[int(y)] for y in list(data.labels or [])[::STRIDE]]
     with ft_service.admin() as admin:
         tiers = admin.get("/admin/tiers").json()["tiers"]
-    # free's σ is solved at load on the preset's calibration inputs, as `aimserve calibrate` solved it
-    # (docs/figures/calibration/calibrate.log: 1.8081 for target_fidelity 0.7)
+    # free's σ is solved at load on the draws this service (the test secret) serves the preset's 1,500
+    # held-out tweets (`service.serving.served_calibration`): 2.4187 from the same rows' forward pass in
+    # bench/served_calibration.py (its batches pad differently: hence 1e-3), where it serves them a fidelity
+    # of 0.700. For independent draws, as `aimserve calibrate` solves it, it was 1.8081
+    # (docs/figures/calibration/calibrate.log), at which this secret served them 0.749 (measured in process).
     assert tiers["premium"]["sigma"] == 0.0 and tiers["free"]["target_fidelity"] == 0.7
-    assert tiers["free"]["sigma"] == pytest.approx(1.8081, abs=1e-3)
+    assert tiers["free"]["sigma"] == pytest.approx(2.4187, abs=1e-3)
     premium = _accuracy(ft_service, ft_service.new_tenant("premium")[1], texts, labels)
     free = _accuracy(ft_service, ft_service.new_tenant("free")[1], texts, labels)
-    # Measured in-process with this secret on these 375 tweets (bench/served_tiers.py, `every_4th`,
-    # docs/figures/served-tiers-sentiment/minilm-sentiment-ft.json): premium 0.784, free 0.653. Premium is
-    # the clean model (0.774 on all 1,500); free must sit at least 8 points under it (measured 13.1).
+    # Measured in-process with this secret on these 375 tweets: premium 0.784, free 0.637 at σ 2.4187 (0.661
+    # at the earlier 1.8081; bench/served_tiers.py's `every_4th` gave 0.653 for preset v1, keyed on the
+    # text as sent). Premium is the clean model (0.774 on all 1,500); free must sit at least 8 points under
+    # it (measured 14.7).
     assert premium >= 0.74, premium
     assert free <= premium - 0.08, (free, premium)

@@ -54,7 +54,7 @@ def test_target_fidelity_written_into_the_tier(tmp_path, capsys, digits):
     )
     assert lines[:9] == TIERS.splitlines()[:9]
     assert lines[10:] == TIERS.splitlines()[10:]
-    assert parse_tiers(text, lambda target: 1.0).tiers["free"].sigma == pytest.approx(sigma, abs=1e-4)
+    assert parse_tiers(text, lambda _tier, _target: 1.0).tiers["free"].sigma == pytest.approx(sigma, abs=1e-4)
 
     logits, _ = calibration_logits(digits, 500)
     fidelity, _ = measure(logits, None, sigma, 4)

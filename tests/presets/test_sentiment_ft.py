@@ -47,6 +47,9 @@ def test_the_build_path_learns_on_a_few_dozen_tweets(tmp_path):
     fields = build_finetuned(out, train, mini_test, MINI)
     assert fields["sizes"]["train"] == 32 and fields["sizes"]["heldout"] == 30
     assert fields["training"]["trained"] == "every weight, end to end"
+    assert (
+        fields["key_view"] == "content"
+    )  # v2: keyed on the text without a leading label, as minilm-sentiment
     losses = fields["training"]["epoch_losses"]
     assert losses == sorted(losses, reverse=True) and losses[-1] < 0.8 * losses[0]  # measured 0.70x
     model = load_model(out)
@@ -79,3 +82,8 @@ def test_shipped_preset_reproduces_its_held_out_figures(sentiment_ft):
     assert accuracy == pytest.approx(recorded["metrics"]["accuracy"], abs=0.002)
     assert accuracy > 0.75  # measured 0.774; the frozen-encoder minilm-sentiment gives 0.725 on these tweets
     assert recorded["training"]["lr"] == RECIPE.lr and recorded["sizes"]["train"] == RECIPE.train_texts
+    assert (
+        recorded["preset_version"] == 2
+        and recorded["key_view"] == "content"
+        and sentiment_ft.key_view == "content"
+    )

@@ -87,3 +87,15 @@ def test_generation_samples_every_second_of_the_first_32_steps_as_their_top_logi
     sample.add("free", "a", top)
     assert torch.equal(sample.tenant_rows("free", "a"), top)
     assert sample.tenant_rows("free", "b").shape == (0, 0) == sample.tenant_rows("gold", "a").shape
+
+
+def test_rows_keep_their_served_noise_and_a_row_without_it_drops_the_samples() -> None:
+    sample = TrafficSample()
+    logits, noise = _logits(6, 1.0, seed=3), _logits(6, 1.0, seed=4)
+    sample.add("free", "a", logits[:4], noise[:4])
+    sample.add("free", "b", logits[4:], noise[4:])
+    rows, draws, tenants = sample.sample_with_noise("free", max_share=1.0)
+    assert tenants == 2 and torch.equal(rows, logits) and draws is not None and torch.equal(draws, noise)
+    sample.add("free", "c", logits[:1])  # a focus tenant's row: no separable unit noise
+    rows, draws, _ = sample.sample_with_noise("free", max_share=1.0)
+    assert len(rows) == 7 and draws is None

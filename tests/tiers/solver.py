@@ -1,7 +1,8 @@
 """A real σ-for-fidelity solver for the tier tests: bisection on fixed, seeded logits and noise.
 
 fidelity(σ) = share of rows whose top-1 under ``logits + σ·noise`` equals the top-1 of ``logits``;
-it decreases with σ, so bisection finds the σ for a target. It also records every target it was asked.
+it decreases with σ, so bisection finds the σ for a target. It also records every target it was asked. The
+tier name (`SigmaSolver`'s first argument) does not change the fixed noise here.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class BisectionSolver:
         noisy = (self.logits + sigma * self.noise).argmax(axis=1)
         return float((clean == noisy).mean())
 
-    def __call__(self, target: float) -> float:
+    def __call__(self, _tier: str, target: float) -> float:
         self.calls.append(target)
         lo, hi = 0.0, 100.0
         for _ in range(40):

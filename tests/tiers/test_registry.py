@@ -161,6 +161,6 @@ def test_a_sigma_applied_live_outlives_reloads_until_the_file_changes_that_tier(
     # ... an edit of that tier drops it: the operator's file wins.
     _write(path, EDITED)
     assert registry.reload_or_raise().tiers["free"].sigma != 2.5
-    assert registry.tier_for("free").sigma == solver(0.9) != solved
+    assert registry.tier_for("free").sigma == solver("free", 0.9) != solved
     with pytest.raises(BadInput, match="unknown tier 'gold2'"):
         registry.apply_sigma("gold2", 1.0)

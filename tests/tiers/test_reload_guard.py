@@ -28,12 +28,12 @@ class Hook:
 
 
 @pytest.fixture(scope="module")
-def solver() -> Callable[[float], float]:
+def solver() -> Callable[[str, float], float]:
     return functools.cache(BisectionSolver(rows=500))  # the same targets recur on every reload
 
 
 def _loaded(
-    path: Path, text: str, solver: Callable[[float], float], hook: Hook | None = None
+    path: Path, text: str, solver: Callable[[str, float], float], hook: Hook | None = None
 ) -> TierRegistry:
     path.write_text(text)
     registry = TierRegistry(path, solver, on_reload=hook)
@@ -42,7 +42,7 @@ def _loaded(
 
 
 def test_no_prefix_of_the_shipped_file_is_applied_before_it_settles(
-    tmp_path: Path, solver: Callable[[float], float]
+    tmp_path: Path, solver: Callable[[str, float], float]
 ) -> None:
     path, hook = tmp_path / "tiers.yaml", Hook()
     registry = _loaded(path, SHIPPED, solver, hook)
@@ -75,7 +75,7 @@ def test_no_prefix_of_the_shipped_file_is_applied_before_it_settles(
 
 
 def test_a_removed_tier_is_not_served_as_a_more_generous_default(
-    tmp_path: Path, solver: Callable[[float], float], caplog: pytest.LogCaptureFixture
+    tmp_path: Path, solver: Callable[[str, float], float], caplog: pytest.LogCaptureFixture
 ) -> None:
     path, hook = tmp_path / "tiers.yaml", Hook()
     registry = _loaded(path, SHIPPED, solver, hook)
@@ -107,7 +107,7 @@ def test_a_removed_tier_is_not_served_as_a_more_generous_default(
     assert registry.tier_for("free").name == "standard"
 
 
-def test_a_higher_priority_alone_is_an_upgrade(tmp_path: Path, solver: Callable[[float], float]) -> None:
+def test_a_higher_priority_alone_is_an_upgrade(tmp_path: Path, solver: Callable[[str, float], float]) -> None:
     path = tmp_path / "tiers.yaml"
     registry = _loaded(path, "default_tier: a\ntiers:\n  a: {sigma: 1.0}\n  b: {sigma: 1.0}\n", solver)
     path.write_text("default_tier: a\ntiers:\n  a: {sigma: 1.0, priority: 5}\n")  # b's tenants would jump
@@ -116,7 +116,7 @@ def test_a_higher_priority_alone_is_an_upgrade(tmp_path: Path, solver: Callable[
 
 
 def test_removing_a_tier_for_a_stricter_default_needs_no_migrate(
-    tmp_path: Path, solver: Callable[[float], float]
+    tmp_path: Path, solver: Callable[[str, float], float]
 ) -> None:
     registry = _loaded(tmp_path / "tiers.yaml", SHIPPED, solver)
     standard = SHIPPED.index("  standard:")
@@ -130,14 +130,14 @@ def test_removing_a_tier_for_a_stricter_default_needs_no_migrate(
     [("{bronze: gold}", "'gold', which is not one of the tiers"), ("{free: premium}", "still a tier")],
 )
 def test_bad_migrate_entries_reject_the_file(
-    solver: Callable[[float], float], migrate: str, problem: str
+    solver: Callable[[str, float], float], migrate: str, problem: str
 ) -> None:
     with pytest.raises(Exception, match=problem):
         parse_tiers(SHIPPED + f"migrate: {migrate}\n", solver)
 
 
 def test_a_kubernetes_configmap_swap_is_applied_once_settled(
-    tmp_path: Path, solver: Callable[[float], float]
+    tmp_path: Path, solver: Callable[[str, float], float]
 ) -> None:
     # The kubelet writes a new timestamped directory, then renames the ..data symlink onto it.
     mount = tmp_path / "config"

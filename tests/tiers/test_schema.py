@@ -45,8 +45,8 @@ def test_the_repository_tiers_file_has_the_contract_tiers_as_fidelity_targets() 
     assert (premium.priority, standard.priority, free.priority) == (2, 1, 0)
 
 
-def _const(sigma: float) -> Callable[[float], float]:
-    return lambda _target: sigma
+def _const(sigma: float) -> Callable[[str, float], float]:
+    return lambda _tier, _target: sigma
 
 
 @pytest.mark.parametrize(
@@ -96,7 +96,7 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_solver_failures_reject_the_file() -> None:
     text = "default_tier: a\ntiers:\n  a: {target_fidelity: 0.5}"
 
-    def broken(_target: float) -> float:
+    def broken(_tier: str, _target: float) -> float:
         raise ValueError("no calibration inputs")
 
     with pytest.raises(ConfigError, match=r"tiers\.a: cannot solve sigma.*no calibration inputs"):

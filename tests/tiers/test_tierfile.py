@@ -35,7 +35,7 @@ def test_replaces_target_fidelity_in_place_keeping_everything_else(tmp_path):
         "sigma: 1.2346               # calibrated: target_fidelity 0.7",
     )
     assert text == expected
-    resolved = parse_tiers(text, lambda _f: 0.0)
+    resolved = parse_tiers(text, lambda _t, _f: 0.0)
     assert resolved.tiers["free"].sigma == 1.2346
     assert resolved.tiers["free"].target_fidelity is None
 
@@ -81,7 +81,7 @@ def test_a_calibration_from_traffic_keeps_the_target_and_adds_the_sigma_after_it
     # Right after the target and the comment lines that belong to it.
     assert lines[at + 2] == "    sigma: 2.3457               # re-solved from traffic"
     assert [line for line in lines if "sigma: 2.3457" not in line] == TIERS.splitlines()
-    free = parse_tiers(text, lambda _f: 0.0).tiers["free"]
+    free = parse_tiers(text, lambda _t, _f: 0.0).tiers["free"]
     assert (free.sigma, free.target_fidelity) == (2.3457, 0.7)
     write_tier_calibration(path, "free", 2.0, 0.7, "again")  # a second run replaces, never duplicates
     assert path.read_text().count("sigma:") == text.count("sigma:")

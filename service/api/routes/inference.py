@@ -106,7 +106,9 @@ async def classify(
     results: list[ClassResult] = await until_disconnect(request, work)
     labels, task = model.labels, batched(model.kind)
     metrics.count_fidelity(caller.tier.name, sum(r.top1 == r.clean_top1 for r in results), len(results))
-    traffic.add(caller.tier.name, caller.tenant.id, torch.stack([r.logits for r in results]))
+    noise = [r.noise for r in results if r.noise is not None]
+    unit = torch.stack(noise) if len(noise) == len(results) else None
+    traffic.add(caller.tier.name, caller.tenant.id, torch.stack([r.logits for r in results]), unit)
     request_id = new_request_id()
     await records.remember(request_id, caller.tenant.id, caller.tier.name, [labels[r.top1] for r in results])
     return {
