@@ -38,18 +38,19 @@ def classifier_table(model: dict[str, Any], k: int) -> list[str]:
     rows = [
         f"| kind | free single | free gain k={k}: majority | mean log-prob | premium gain k={k}: majority "
         "| mean log-prob | excess (free - premium), mean log-prob | gap to premium: single -> both voted "
-        "| max gain (target <= +2) |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| max gain (target <= +2) | digest (before #11): max gain |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind, votes in model["vs_premium"].items():
         free, m, v = model["semantic"][kind], votes[maj], votes[mlp]
         over = " **over**" if free["max_gain"] > 0.02 + 1e-9 else ""
+        digest = _pts(model["digest"][kind]["max_gain"]) if kind in model.get("digest", {}) else "-"
         rows.append(
             f"| {kind} | {_pts(free['single'], sign=False)} | {_pts(m['free_gain'], m['free_se'])} "
             f"| {_pts(v['free_gain'], v['free_se'])} | {_pts(m['premium_gain'], m['premium_se'])} "
             f"| {_pts(v['premium_gain'], v['premium_se'])} | {_pts(v['excess'], v['excess_se'])} "
             f"| {_pts(v['gap_single'], sign=False)} -> {_pts(v['gap_voted'], sign=False)} "
-            f"| {_pts(free['max_gain'])}{over} |"
+            f"| {_pts(free['max_gain'])}{over} | {digest} |"
         )
     return rows
 
