@@ -193,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--per", type=int, default=8, help="variants per input for the draw correlations")
     parser.add_argument("--kinds", default=None, help="comma-separated kinds of variant (default: all)")
     parser.add_argument("--offset", type=int, default=0, help="first held-out item (to split a run)")
+    parser.add_argument("--llm-offset", type=int, default=0, help="first held-out prompt (to split a run)")
     parser.add_argument("--llm-items", type=int, default=8)
     parser.add_argument("--llm-ks", default="3,9,31")
     parser.add_argument("--llm-kinds", default=None, help="comma-separated LLM kinds (default: all)")
@@ -208,7 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             llm_ks = [int(k) for k in args.llm_ks.split(",")]
             llm_kinds = args.llm_kinds.split(",") if args.llm_kinds else KINDS
-            payload["models"][name] = run_llm(STATE, args.llm_items, llm_ks, keyings, SECRET, llm_kinds)
+            payload["models"][name] = run_llm(
+                STATE, args.llm_items, llm_ks, keyings, SECRET, llm_kinds, offset=args.llm_offset
+            )
         else:
             kinds = args.kinds.split(",") if args.kinds else None
             payload["models"][name] = run_classifier(

@@ -146,6 +146,7 @@ def run_llm(
     secret: bytes,
     kinds: Sequence[str] = KINDS,
     batch: int = 32,
+    offset: int = 0,
 ) -> dict[str, Any]:
     """Per kind and keying: agreement with premium single-shot and voted (`voting_stats.summary`, paired
     ``gains``); with ``semantic`` and ``premium``: ``vs_premium`` and ``same_attack`` per kind."""
@@ -154,7 +155,7 @@ def run_llm(
     registry = TierRegistry(Path(__file__).resolve().parent.parent / "tiers.yaml", fidelity_solver(loaded))
     registry.reload_or_raise()
     sigma = registry.tier_for("free").sigma
-    questions = [str(x) for x in held_out(path).inputs[:items]]
+    questions = [str(x) for x in held_out(path).inputs[offset : offset + items]]  # a split run's share
     tok = loaded.tokenizer
     kmax = max(ks)
 
@@ -171,7 +172,7 @@ def run_llm(
         try:
             base = [prompts(q, "second_account")[0] for q in questions]
             ref = await _generate(engine, [GenerationRequest(p, N, RowSpec(0.0, (0, 0))) for p in base])
-            result: dict[str, Any] = {"sigma_free": sigma, "items": len(base), "tokens": N}
+            result: dict[str, Any] = {"sigma_free": sigma, "items": len(base), "offset": offset, "tokens": N}
             for kind in kinds:
                 asked = [(i, p) for q in questions for i, p in enumerate(prompts(q, kind))]
                 seqs: dict[str, list[list[tuple[int, ...]]]] = {}
