@@ -63,14 +63,15 @@ def llm_table(model: dict[str, Any], ks: Sequence[int]) -> list[str]:
         f"| free vs premium, both voting k={k} (change vs single shots) |",
         "| --- | --- | " + "--- | " * len(ks) + "--- | --- | --- |",
     ]
-    for kind, votes in model["vs_premium"].items():
-        free, v, same = model["semantic"][kind], votes[f"vote_{k}"], model["same_attack"][kind][f"vote_{k}"]
+    for kind, free in model["semantic"].items():
         cells = " | ".join(_pts(g["gain"], g["se"]) for g in (free["gains"][f"vote_{j}"] for j in ks))
-        rows.append(
-            f"| {kind} | {_pts(free['single'], sign=False)} | {cells} "
-            f"| {_pts(v['premium_gain'], v['premium_se'])} | {_pts(v['excess'], v['excess_se'])} "
-            f"| {_pts(same['gain'], same['se'])} |"
-        )
+        if kind in model.get("vs_premium", {}):
+            v, same = model["vs_premium"][kind][f"vote_{k}"], model["same_attack"][kind][f"vote_{k}"]
+            base = f"{_pts(v['premium_gain'], v['premium_se'])} | {_pts(v['excess'], v['excess_se'])} "
+            base += f"| {_pts(same['gain'], same['se'])}"
+        else:
+            base = "not run | - | -"
+        rows.append(f"| {kind} | {_pts(free['single'], sign=False)} | {cells} | {base} |")
     return rows
 
 
