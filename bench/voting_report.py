@@ -1,6 +1,7 @@
 """Markdown tables of the voting benchmark's results (bench/README.md, docs/security.md), in points.
 
     python -m bench.voting_report bench/results/voting-sentiment-200.json [...]
+    python -m bench.voting_report --llm bench/results/voting-llm-*.json   (one table, shares pooled)
 
 Per kind: the free tier's single shot, its paired gain at the largest k (± one standard error, each
 rule), premium's gain under the same attack (the test-time-augmentation baseline), the excess (free gain
@@ -11,6 +12,7 @@ figure (best vote over every k and rule minus single-shot), which the target of 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +77,27 @@ def llm_table(model: dict[str, Any], ks: Sequence[int]) -> list[str]:
     return rows
 
 
+def _pool(parts: Sequence[tuple[int, Any]], key: str = "") -> Any:
+    """Figures of disjoint shares of items, pooled: an items-weighted mean, and for a standard error (a key
+    ending in "se") sqrt(sum (n_i se_i)^2) / N, the shares being independent; intervals recomputed."""
+    first, total = parts[0][1], sum(n for n, _ in parts)
+    if isinstance(first, dict):
+        out = {k: _pool([(n, v[k]) for n, v in parts], k) for k in first if not k.startswith("ci95")}
+        if "ci95_low" in first:
+            out["ci95_low"], out["ci95_high"] = out["gain"] - 1.96 * out["se"], out["gain"] + 1.96 * out["se"]
+        return out
+    if key.endswith("se"):
+        return math.sqrt(sum((n * v) ** 2 for n, v in parts)) / total
+    return sum(n * v for n, v in parts) / total
+
+
+def pooled(models: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One LLM result from disjoint shares of prompts (``--llm-offset``) of the same kinds and keyings."""
+    keys: list[str] = [k for k in ("semantic", "vs_premium", "same_attack") if k in models[0]]
+    out = {k: _pool([(m["items"], m[k]) for m in models]) for k in keys}
+    return {**models[0], **out, "items": sum(m["items"] for m in models)}
+
+
 def report(path: Path) -> str:
     payload = json.loads(path.read_text())
     out = [f"`{path.name}`:", ""]
@@ -91,8 +114,29 @@ def report(path: Path) -> str:
     return "\n".join(out)
 
 
+def llm_report(paths: Sequence[Path]) -> str:
+    """One LLM table over files of one kind each (``--llm-kinds``): shares of one kind are pooled."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        model = json.loads(path.read_text())["models"]["smollm2-135m"]
+        by_kind.setdefault(next(iter(model["semantic"])), []).append(model)
+    rows: list[str] = []
+    for kind, models in by_kind.items():
+        model = pooled(models)
+        ks = sorted(int(key.split("_")[1]) for key in model["semantic"][kind]["gains"])
+        table = llm_table(model, ks)
+        rows += [*table[: 2 if not rows else 0], f"{table[2]} {model['items']} |"]
+    rows[0] += " prompts |"
+    rows[1] += " --- |"
+    return "\n".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    for name in argv if argv is not None else sys.argv[1:]:
+    args = list(argv if argv is not None else sys.argv[1:])
+    if args[:1] == ["--llm"]:
+        print(llm_report([Path(a) for a in args[1:]]))
+        return 0
+    for name in args:
         print(report(Path(name)))
     return 0
 
