@@ -28,13 +28,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench import common, variants
+from bench import common, variants, voting_stats
 from service.api.components import fidelity_solver
 from service.api.policy import row_spec
 from service.models import LoadedModel, held_out, load_model
 from service.modulation import ModulationBatch, RowSpec, derive_row_key, modulate
 from service.modulation.keys import derive_projection_key
-from service.modulation.semantic import feature_weights
 from service.presets import build_preset
 from service.serving.predict import modulate_rows
 from service.tasks.classes import smoothness_for
@@ -74,7 +73,10 @@ class Forwarded:
 
 
 def log_probs(f: Forwarded, sigma: float, keying: str, tenant: str) -> torch.Tensor:
-    """(N, C) log-probabilities a free tenant receives (all classes, as with top_k = C)."""
+    """(N, C) log-probabilities a tenant receives (all classes, as with top_k = C); ``keying="premium"``:
+    the clean model's (σ = 0), the baseline a vote is judged against."""
+    if keying == "premium":
+        return f.logits.log_softmax(-1)
     if keying == "semantic":  # the service's own path: `row_spec` + `modulate_rows`
         specs = [row_spec(SECRET, "free", sigma, None)] * len(f.items)
         modulated = modulate_rows(f.logits, f.features, specs, derive_projection_key(SECRET), f.smooth)
@@ -103,74 +105,31 @@ def attack(
     sigma: float,
     ks: Sequence[int],
     keyings: Sequence[str],
-) -> dict[str, dict[str, float]]:
-    """One kind of variant: per keying, accuracies single-shot and voted, for k in ``ks``."""
+) -> dict[str, dict[str, Any]]:
+    """One kind of variant: per keying, accuracies single-shot and voted for k in ``ks`` (`voting_stats.
+    summary`) with each vote's paired gain and standard error (``gains``); with ``semantic`` and
+    ``premium`` among the keyings, ``vs_premium``: the free gain beside premium's (`versus_premium`)."""
     kmax = max(ks)
     if make is None:  # second account: the same inputs from kmax accounts
         f = Forwarded(model, inputs)
     else:
         f = Forwarded(model, [x for item in inputs for x in [item, *make(item, kmax - 1)]])
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
+    scores = {}
     for keying in keyings:
         if make is None:
             lp = torch.stack([log_probs(f, sigma, keying, f"tenant-{a}") for a in range(kmax)], dim=1)
         else:
             lp = log_probs(f, sigma, keying, "tenant-0").view(len(inputs), kmax, -1)
-        row = {"single": (lp[:, 0].argmax(-1) == labels).float().mean().item()}
+        correct = {"single": (lp[:, 0].argmax(-1) == labels).float()}
         for k, (maj, mean) in votes(lp, ks).items():
-            row[f"majority_{k}"] = (maj == labels).float().mean().item()
-            row[f"mean_logprob_{k}"] = (mean == labels).float().mean().item()
-        row["max_gain"] = max(v for key, v in row.items() if key != "single") - row["single"]
-        out[keying] = row
+            correct[f"majority_{k}"] = (maj == labels).float()
+            correct[f"mean_logprob_{k}"] = (mean == labels).float()
+        scores[keying] = correct
+        out[keying] = {**voting_stats.summary(correct), "gains": voting_stats.gains(correct)}
+    if "semantic" in scores and "premium" in scores:
+        out["vs_premium"] = voting_stats.versus_premium(scores["semantic"], scores["premium"])
     return out
-
-
-def draw_correlations(
-    model: LoadedModel, inputs: Sequence[Any], make: dict[str, Any], per: int = 8
-) -> dict[str, float]:
-    """Correlation of the noise draws (the dot product of the rows' mixture weights): unrelated inputs
-    (all pairs: mean, mean absolute, 99th percentile), and each kind's variants vs their input."""
-    projection = derive_projection_key(SECRET)
-
-    def weights(xs: Sequence[Any]) -> torch.Tensor:
-        return feature_weights(Forwarded(model, xs).features, projection, smoothness_for(model.kind))
-
-    base = weights(inputs)
-    pairs = (base @ base.T)[~torch.eye(len(inputs), dtype=torch.bool)]
-    out = {
-        "unrelated": pairs.mean().item(),
-        "unrelated_abs": pairs.abs().mean().item(),
-        "unrelated_p99": pairs.quantile(0.99).item(),
-    }
-    for kind, fn in make.items():
-        if fn is not None:
-            var = weights([v for x in inputs for v in fn(x, per)]).view(len(inputs), per, -1)
-            out[kind] = (var * base[:, None]).sum(-1).mean().item()
-    return out
-
-
-def keying_cost(model: LoadedModel, inputs: Sequence[Any], sigma: float) -> dict[str, float]:
-    """Seconds per batch of 32: the forward pass as served (with the keying view's features, e.g. the
-    centred images of a model declaring ``key_view``) and without it, and the semantic modulation vs one
-    key; the keying's share of the served batch is the sum of both differences over the served total."""
-    f = Forwarded(model, inputs[:32])
-    specs = [row_spec(SECRET, "free", sigma, None)] * len(f.items)
-    projection = derive_projection_key(SECRET)
-    t_forward = common.median_seconds(lambda: model.forward_features(f.items), repeats=5)
-    t_forward_plain = common.median_seconds(lambda: model.forward(f.items), repeats=5)
-    t_served = common.median_seconds(lambda: modulate_rows(f.logits, f.features, specs, projection, f.smooth))
-    t_plain = common.median_seconds(
-        lambda: modulate(f.logits, ModulationBatch.build(specs, f.logits.shape[1]))
-    )
-    keying = (t_forward - t_forward_plain) + (t_served - t_plain)
-    return {
-        "forward_s": t_forward,
-        "forward_without_key_view_s": t_forward_plain,
-        "modulate_semantic_s": t_served,
-        "modulate_single_key_s": t_plain,
-        "keying_share_of_batch": keying / (t_forward + t_served),
-        "load_1min": os.getloadavg()[0],
-    }
 
 
 def _pngs(images: np.ndarray) -> list[bytes]:
@@ -218,8 +177,10 @@ def run_classifier(
     premium = (Forwarded(model, inputs).logits.argmax(-1) == labels).float().mean().item()
     result: dict[str, Any] = {"sigma_free": sigma, "items": len(inputs), "premium_accuracy": premium}
     by_kind = {kind: attack(model, inputs, labels, fn, sigma, ks, keyings) for kind, fn in make.items()}
-    for keying in keyings:
-        result[keying] = {kind: rows[keying] for kind, rows in by_kind.items()}
+    for keying in [*keyings, "vs_premium"]:
+        result[keying] = {kind: rows[keying] for kind, rows in by_kind.items() if keying in rows}
+    from bench.voting_cost import draw_correlations, keying_cost  # it imports this module
+
     result["draw_correlation"] = draw_correlations(model, inputs, make, per)
     if cost:
         result["keying_cost"] = keying_cost(model, inputs, sigma)
@@ -231,12 +192,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--ks", default="3,9,31")
     parser.add_argument("--models", default="minilm-sentiment,digits,smollm2-135m")
-    parser.add_argument("--keyings", default="semantic,digest")
+    parser.add_argument("--keyings", default="semantic,premium,digest")
     parser.add_argument("--per", type=int, default=8, help="variants per input for the draw correlations")
     parser.add_argument("--kinds", default=None, help="comma-separated kinds of variant (default: all)")
     parser.add_argument("--offset", type=int, default=0, help="first held-out item (to split a run)")
+    parser.add_argument("--llm-offset", type=int, default=0, help="first held-out prompt (to split a run)")
     parser.add_argument("--llm-items", type=int, default=8)
-    parser.add_argument("--llm-ks", default="3,9")
+    parser.add_argument("--llm-ks", default="3,9,31")
+    parser.add_argument("--llm-kinds", default=None, help="comma-separated LLM kinds (default: all)")
     parser.add_argument("--out", default="voting")
     args = parser.parse_args(argv)
     ks = [int(k) for k in args.ks.split(",")]
@@ -245,10 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     payload: dict[str, Any] = {"load_before": os.getloadavg(), "ks": ks, "models": {}}
     for name in args.models.split(","):
         if name == "smollm2-135m":
-            from bench.voting_llm import run_llm
+            from bench.voting_llm import KINDS, run_llm
 
             llm_ks = [int(k) for k in args.llm_ks.split(",")]
-            payload["models"][name] = run_llm(STATE, args.llm_items, llm_ks, keyings, SECRET)
+            llm_kinds = args.llm_kinds.split(",") if args.llm_kinds else KINDS
+            payload["models"][name] = run_llm(
+                STATE, args.llm_items, llm_ks, keyings, SECRET, llm_kinds, offset=args.llm_offset
+            )
         else:
             kinds = args.kinds.split(",") if args.kinds else None
             payload["models"][name] = run_classifier(
