@@ -1,5 +1,4 @@
-"""The generation engine on the real SmolLM2-135M-Instruct preset; reference outputs come from plain
-transformers ``generate`` in the same test run, nothing is hard-coded."""
+"""The generation engine on the real SmolLM2-135M-Instruct preset against transformers' ``generate``."""
 
 from __future__ import annotations
 
