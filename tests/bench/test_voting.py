@@ -18,13 +18,15 @@ from bench.voting import run_classifier
 
 ITEMS = 32
 TOLERANCE = 2 / ITEMS
-TEXT_KINDS = ("prefix", "homoglyph", "second_account")
+TEXT_KINDS = ("prefix", "homoglyph", "second_account", "punctuation")
 
 
 @pytest.fixture(scope="module", params=["minilm-sentiment", "digits"])
 def result(request: pytest.FixtureRequest) -> dict[str, Any]:
-    # <= 60 s: for text, prefix and homoglyph (closed by mechanisms of their own) and a second account (the
-    # other kinds are in the 200-item results); 2 variants per input for the correlations; no cost timing
+    # <= 60 s: for text, prefix and homoglyph (closed by mechanisms of their own), a second account, and
+    # punctuation, whose byte-keyed gain keeps the digest check above its margin since the free tier's σ is
+    # solved on the served draws (1.18 for this secret: 32 items gain less at that σ); the other kinds are
+    # in the 200-item results; 2 variants per input for the correlations; no cost timing
     kinds = TEXT_KINDS if request.param == "minilm-sentiment" else None
     return run_classifier(request.param, ITEMS, (3, 9), ("semantic", "premium", "digest"), 2, False, kinds)
 
