@@ -42,3 +42,13 @@ def latin_skeleton(text: str) -> str:
     if text.isascii():
         return text
     return _WORD.sub(_fold_word, unicodedata.normalize("NFKC", text))
+
+
+def fold_lookalikes(text: str) -> str:
+    """For prompts of a generating model: the look-alike fold without NFKC (which would change what a prompt
+    says: "x²" -> "x2"), and only in a text with no letter outside ASCII and the look-alikes. A text with a
+    genuine Cyrillic or Greek letter is written in that script, where one-letter words such as Russian "о"
+    and "с" are look-alikes too, and is returned as it is; ASCII text is returned unchanged."""
+    if text.isascii() or any(ch.isalpha() and not ch.isascii() and ch not in CONFUSABLES for ch in text):
+        return text
+    return _WORD.sub(_fold_word, text)

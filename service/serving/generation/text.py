@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from service.errors import BadInput
+from service.models.confusables import fold_lookalikes
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -20,17 +21,23 @@ _INCOMPLETE = "\ufffd"  # what decode() yields for the bytes of an unfinished UT
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> tuple[int, ...]:
-    """Token ids of a plain prompt, with the tokenizer's usual special tokens (e.g. BOS) added."""
+    """Token ids of a plain prompt, with the tokenizer's usual special tokens (e.g. BOS) added.
+
+    Words spelled with look-alike letters are read as the Latin words they imitate
+    (`service.models.confusables.fold_lookalikes`), as the text classifiers read them: a homoglyph variant
+    of a prompt is then the same prompt (same tokens, same noise, same answer), so voting over such
+    variants gains nothing (issue #11)."""
     if not isinstance(text, str) or not text:
         raise BadInput("prompt must be a non-empty string")
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    ids = tokenizer(fold_lookalikes(text), add_special_tokens=True)["input_ids"]
     return tuple(int(i) for i in ids)
 
 
 def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[str, str]]) -> tuple[int, ...]:
     """Token ids of a conversation through the tokenizer's chat template, ending with the assistant prompt.
 
-    Each message is ``{"role": "system" | "user" | "assistant", "content": str}``.
+    Each message is ``{"role": "system" | "user" | "assistant", "content": str}``; contents are read with
+    look-alike letters folded, as in `encode_prompt`.
     """
     if not messages:
         raise BadInput("messages must contain at least one message")
@@ -41,7 +48,7 @@ def encode_chat(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Mapping[s
             raise BadInput(f"messages[{i}].role must be one of {sorted(CHAT_ROLES)}, got {role!r}")
         if not isinstance(content, str):
             raise BadInput(f"messages[{i}].content must be a string")
-        clean.append({"role": role, "content": content})
+        clean.append({"role": role, "content": fold_lookalikes(content)})
     if not getattr(tokenizer, "chat_template", None):
         raise BadInput("the loaded model has no chat template; send a plain prompt instead")
     text = tokenizer.apply_chat_template(clean, add_generation_prompt=True, tokenize=False)

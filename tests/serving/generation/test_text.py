@@ -82,6 +82,17 @@ def test_encode_prompt_and_chat(tok) -> None:
         encode_prompt(tok, "")
 
 
+def test_look_alike_letters_encode_as_the_prompt_they_imitate(tok) -> None:
+    """A homoglyph variant is the same prompt (same ids: same noise and answer, so a vote over such variants
+    gains nothing); genuine Cyrillic and NFKC-only forms (a superscript) are left as written."""
+    plain, fake = "Write a great poem about the sea", "Writе а grеat pоem abоut thе sеa"  # Cyrillic е, а, о
+    assert fake != plain and encode_prompt(tok, fake) == encode_prompt(tok, plain)
+    chat = [{"role": "user", "content": fake}]
+    assert encode_chat(tok, chat) == encode_chat(tok, [{"role": "user", "content": plain}])
+    for kept in ("Напиши стихи о море", "Solve x² = 4"):
+        assert tok.decode(encode_prompt(tok, kept), skip_special_tokens=True) == kept
+
+
 def test_focus_token_ids_cover_both_spellings_without_duplicates(tok) -> None:
     ids = focus_token_ids(tok, ["cat", " cat ", "Paris"])
     assert len(ids) == len(set(ids))
