@@ -46,9 +46,26 @@ def latin_skeleton(text: str) -> str:
 
 def fold_lookalikes(text: str) -> str:
     """For prompts of a generating model: the look-alike fold without NFKC (which would change what a prompt
-    says: "x²" -> "x2"), and only in a text with no letter outside ASCII and the look-alikes. A text with a
-    genuine Cyrillic or Greek letter is written in that script, where one-letter words such as Russian "о"
-    and "с" are look-alikes too, and is returned as it is; ASCII text is returned unchanged."""
-    if text.isascii() or any(ch.isalpha() and not ch.isascii() and ch not in CONFUSABLES for ch in text):
+    says: "x²" -> "x2"). A word mixing ASCII letters and look-alikes ("grеat") is always folded; a word made
+    wholly of look-alikes only when the text has no genuine Cyrillic or Greek letter, since in a text written
+    in those scripts one-letter words such as Russian "о" and "с" are look-alikes too. Accented Latin letters
+    ("café") do not stop the fold. ASCII text is returned unchanged."""
+    if text.isascii():
         return text
-    return _WORD.sub(_fold_word, text)
+    native = any(_native(ch) for ch in text)
+    return _WORD.sub(lambda m: _fold_prompt_word(m.group(0), native), text)
+
+
+def _native(ch: str) -> bool:
+    """A Cyrillic or Greek letter that is not a look-alike: the text is written in that script."""
+    return (
+        ch.isalpha() and ch not in CONFUSABLES and unicodedata.name(ch, "").startswith(("CYRILLIC", "GREEK"))
+    )
+
+
+def _fold_prompt_word(word: str, native: bool) -> str:
+    if word.isascii() or not all(ch.isascii() or ch in CONFUSABLES for ch in word):
+        return word
+    if native and not any(ch.isascii() for ch in word):
+        return word
+    return word.translate(_TABLE)

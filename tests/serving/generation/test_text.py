@@ -91,6 +91,9 @@ def test_look_alike_letters_encode_as_the_prompt_they_imitate(tok) -> None:
     assert encode_chat(tok, chat) == encode_chat(tok, [{"role": "user", "content": plain}])
     for kept in ("Напиши стихи о море", "Solve x² = 4"):
         assert tok.decode(encode_prompt(tok, kept), skip_special_tokens=True) == kept
+    # An accented Latin word does not stop the fold; a mixed word is folded even in a Russian text.
+    assert encode_prompt(tok, fake + " at the café") == encode_prompt(tok, plain + " at the café")
+    assert encode_prompt(tok, "Напиши о grеat") == encode_prompt(tok, "Напиши о great")
 
 
 def test_focus_token_ids_cover_both_spellings_without_duplicates(tok) -> None:
