@@ -31,10 +31,7 @@ _WORD = re.compile(r"[^\W\d_]+")  # a run of letters
 
 
 def _fold_word(match: re.Match[str]) -> str:
-    word = match.group(0)
-    if word.isascii() or not all(ch.isascii() or ch in CONFUSABLES for ch in word):
-        return word
-    return word.translate(_TABLE)
+    return _fold_prompt_word(match.group(0), native=False)
 
 
 def latin_skeleton(text: str) -> str:
@@ -64,6 +61,8 @@ def _native(ch: str) -> bool:
 
 
 def _fold_prompt_word(word: str, native: bool) -> str:
+    """``word`` with its look-alikes folded when it is made only of ASCII letters and look-alikes; with
+    ``native`` (a Cyrillic or Greek text), only when it also holds an ASCII letter."""
     if word.isascii() or not all(ch.isascii() or ch in CONFUSABLES for ch in word):
         return word
     if native and not any(ch.isascii() for ch in word):
