@@ -4,13 +4,16 @@ For each classifier preset (``minilm-sentiment``: the forward dominates; ``digit
 - raw: the model's batched forward loop in this process (batch 1 and batch 32, prepared inputs);
 - aimserve: ``aimserve serve`` in its own process (embedded Redis, a rate-limited tier with σ = 1, so every
   request pays the key lookup, the rate limit, keyed modulation and its request record);
-- naive: `bench.naive_peer` (FastAPI + transformers, one forward per request), in its own process.
-Both servers get the same closed-loop load (`bench.loadgen`: c = 1, 8, 32 keep-alive connections, one
+- naive: `bench.naive_peer` (FastAPI + transformers, one forward per request), in its own process;
+- with ``--replicas N`` (default 2), both again as N processes with cores / N torch threads each, the
+  aimserve replicas on one shared embedded Redis, and the load's connections spread over them: the
+  deployment that ships (one replica per CPU, deploy/k8s) and the peer given the same cores.
+Every arm gets the same closed-loop load (`bench.loadgen`: c = 1, 8, 32 keep-alive connections, one
 held-out input per request, bounded in time). Targets, as ratios of this run: c = 1 p50 <= 1.1x naive;
 c = 32 sentiment >= 0.9x the raw batch-32 forward; c = 32 digits >= 3x naive.
 
-Run: ``python -m bench.http [--seconds S] [--concurrency 1,8,32] [--profile DIR] [preset ...]``; writes
-bench/results/http.json with the machine's load average before and after each measurement.
+Run: ``python -m bench.http [--seconds S] [--concurrency 1,8,32] [--replicas N] [--profile DIR] [preset ...]``;
+writes bench/results/http.json with the machine's load average before and after each measurement.
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.common import write
-from bench.loadgen import drive, encode_posts
-from bench.processes import free_port, new_tenant, spawn, stop, wait_listening
+from bench.loadgen import drive_spread, encode_posts
+from bench.processes import Server, free_port, new_tenant, spawn, stop, wait_listening
 from bench.profile import summarize
 from service.models import held_out, load_model
 from service.presets import resolve_model_path
+from service.store import EmbeddedRedis
 
 ADMIN = "bench-admin-token-0123456789"
 TIERS = (
@@ -96,68 +101,116 @@ def load(tag: str) -> dict[str, Any]:
     return {"when": tag, "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
-def measure(preset: str, levels: Sequence[int], seconds: float, profile: Path | None) -> dict[str, Any]:
+@dataclass
+class Arm:
+    """One way of serving: its server processes and each one's pre-encoded requests."""
+
+    servers: list[Server]
+    requests: list[list[bytes]] = field(default_factory=list)
+
+    @property
+    def targets(self) -> list[tuple[int, list[bytes]]]:
+        return [(s.port, r) for s, r in zip(self.servers, self.requests, strict=True)]
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(s.pid) for s in self.servers)
+
+
+def _start_arms(folder: Path, tmp: Path, replicas: int, redis_url: str | None) -> dict[str, Arm]:
+    """aimserve and the naive peer as shipped (one process, torch's default threads) and, for
+    ``replicas`` > 1, each as that many processes splitting the cores (aimserve's on one shared Redis,
+    as replicas behind a Service are). All start at once; their imports and model loads overlap."""
+    tiers = Path(tmp, "tiers.yaml")
+    tiers.write_text(TIERS)
+    cli = [sys.executable, "-m", "service.cli", "serve", "--model", str(folder), "--tiers", str(tiers)]
+    env = {"AIM_ADMIN_TOKEN": ADMIN, "AIM_SECRET": "bench-secret-0123456789abcdef"}
+
+    def aimserve(name: str, extra: dict[str, str]) -> Server:
+        port, state = free_port(), Path(tmp, name)
+        state.mkdir()
+        cmd = [*cli, "--port", str(port), "--log-level", "warning"]
+        return spawn(cmd, port, env | {"AIM_STATE_DIR": str(state)} | extra, Path(tmp, f"{name}.log"))
+
+    def naive(extra: dict[str, str]) -> Server:
+        port = free_port()
+        return spawn([sys.executable, "-m", "bench.naive_peer", str(folder), str(port)], port, extra, None)
+
+    arms = {"aimserve": Arm([aimserve("aimserve", {})]), "naive": Arm([naive({})])}
+    if replicas > 1 and redis_url is not None:
+        threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // replicas))}
+        shared = threads | {"REDIS_URL": redis_url}
+        arms[f"aimserve_x{replicas}"] = Arm([aimserve(f"r{i}", shared) for i in range(replicas)])
+        arms[f"naive_x{replicas}"] = Arm([naive(threads) for _ in range(replicas)])
+    return arms
+
+
+def _load(arm: Arm, name: str, payloads: list[dict[str, Any]]) -> None:
+    """Wait for the arm's servers, create its tenant (aimserve) and encode its requests."""
+    for server in arm.servers:
+        wait_listening(server)
+    key = new_tenant(arm.servers[0].port, ADMIN, "bench") if name.startswith("aimserve") else None
+    arm.requests = [encode_posts(s.port, "/v1/classify", payloads, key) for s in arm.servers]
+
+
+def measure(
+    preset: str, levels: Sequence[int], seconds: float, profile: Path | None, replicas: int = 1
+) -> dict[str, Any]:
     state = Path(os.environ.get("AIM_STATE_DIR", ".aimserve"))
     folder = resolve_model_path(preset, state)
     raw, payloads = bodies(folder)
-    result: dict[str, Any] = {"model": preset, "load": [load("start")]}
+    result: dict[str, Any] = {"model": preset, "replicas": replicas, "load": [load("start")]}
     result["raw_rows_per_s"] = {str(b): round(raw_forward(folder, raw, b, seconds), 1) for b in (1, 32)}
     result["load"].append(load("after raw"))
     with tempfile.TemporaryDirectory(prefix="aim-bench-") as tmp:
-        tiers = Path(tmp, "tiers.yaml")
-        tiers.write_text(TIERS)
-        env = {"AIM_STATE_DIR": tmp, "AIM_ADMIN_TOKEN": ADMIN, "AIM_SECRET": "bench-secret-0123456789abcdef"}
-        port, peer_port = free_port(), free_port()
-        cli = [sys.executable, "-m", "service.cli", "serve", "--model", str(folder), "--tiers", str(tiers)]
-        # Both start at once (their imports and model loads overlap); the load runs once both listen.
-        service = spawn(
-            [*cli, "--port", str(port), "--log-level", "warning"], port, env, Path(tmp, "svc.log")
-        )
-        naive = spawn(
-            [sys.executable, "-m", "bench.naive_peer", str(folder), str(peer_port)], peer_port, {}, None
-        )
+        redis = EmbeddedRedis(Path(tmp, "redis")) if replicas > 1 else None
+        arms = _start_arms(folder, Path(tmp), replicas, redis.start() if redis else None)
         try:
-            wait_listening(service)
-            wait_listening(naive)
-            key = new_tenant(port, ADMIN, "bench")
-            targets = {
-                "aimserve": (service, encode_posts(port, "/v1/classify", payloads, key)),
-                "naive": (naive, encode_posts(peer_port, "/v1/classify", payloads)),
-            }
-            for name, (proc, requests) in targets.items():
-                asyncio.run(drive(proc.port, requests[:8], 1, 1.0))  # warm-up
+            for name, arm in arms.items():
+                _load(arm, name, payloads)
+                asyncio.run(drive_spread(arm.targets, len(arm.servers), 1.0))  # warm-up
                 runs = []
                 for c in levels:
                     spied = profile if name == "aimserve" else None
-                    cpu = cpu_seconds(proc.pid)
-                    with profiled(proc.pid, spied, f"{preset}-c{c}", seconds):
-                        run = asyncio.run(drive(proc.port, requests, c, seconds)).as_json()
-                    cpu = cpu_seconds(proc.pid) - cpu
-                    run["server_cpu_ms_per_request"] = round(1000 * cpu / max(1, run["requests"]), 3)
+                    cpu = arm.cpu()
+                    with profiled(arm.servers[0].pid, spied, f"{preset}-c{c}", seconds):
+                        run = asyncio.run(drive_spread(arm.targets, c, seconds)).as_json()
+                    run["server_cpu_ms_per_request"] = round(
+                        1000 * (arm.cpu() - cpu) / max(1, run["requests"]), 3
+                    )
                     runs.append(run)
                     if spied is not None and (spied / f"{preset}-c{c}.txt").exists():
                         result.setdefault("profile", {})[f"c{c}"] = summarize(spied / f"{preset}-c{c}.txt")
                     result["load"].append(load(f"after {name} c={c}"))
                 result[name] = runs
         finally:
-            stop(service)
-            stop(naive)
+            for arm in arms.values():
+                for server in arm.servers:
+                    stop(server)
+            if redis is not None:
+                redis.stop()
     result["ratios"] = ratios(result)
     return result
 
 
 def ratios(r: dict[str, Any]) -> dict[str, float]:
-    """The issue's targets as ratios of this run (keys name the comparison)."""
-    by_c = {name: {run["concurrency"]: run for run in r[name]} for name in ("aimserve", "naive")}
+    """The issue's targets as ratios of this run (keys name the comparison); with replicas, the same for
+    the replicated aimserve (``xN_`` keys), against the one-process naive peer and the replicated one."""
+    n = r.get("replicas", 1)
+    pairs = [("", "aimserve", "naive")]
+    if n > 1:
+        pairs += [(f"x{n}_", f"aimserve_x{n}", "naive"), (f"x{n}_", f"aimserve_x{n}", f"naive_x{n}")]
     out: dict[str, float] = {}
-    for c, run in by_c["aimserve"].items():
-        naive = by_c["naive"][c]
-        out[f"c{c}_p50_vs_naive"] = round(run["p50_ms"] / naive["p50_ms"], 3)
-        out[f"c{c}_rps_vs_naive"] = round(run["rps"] / naive["rps"], 3)
-        out[f"c{c}_rps_vs_raw_b32"] = round(run["rps"] / r["raw_rows_per_s"]["32"], 3)
-        if naive.get("server_cpu_ms_per_request"):
-            cpu = run["server_cpu_ms_per_request"] / naive["server_cpu_ms_per_request"]
-            out[f"c{c}_cpu_per_request_vs_naive"] = round(cpu, 3)
+    for prefix, ours, theirs in pairs:
+        peer = "" if theirs == "naive" else f"_x{n}"
+        by_c = {name: {run["concurrency"]: run for run in r[name]} for name in (ours, theirs)}
+        for c, run in by_c[ours].items():
+            naive = by_c[theirs][c]
+            out[f"c{c}_{prefix}p50_vs_naive{peer}"] = round(run["p50_ms"] / naive["p50_ms"], 3)
+            out[f"c{c}_{prefix}rps_vs_naive{peer}"] = round(run["rps"] / naive["rps"], 3)
+            out[f"c{c}_{prefix}rps_vs_raw_b32"] = round(run["rps"] / r["raw_rows_per_s"]["32"], 3)
+            if naive.get("server_cpu_ms_per_request"):
+                cpu = run["server_cpu_ms_per_request"] / naive["server_cpu_ms_per_request"]
+                out[f"c{c}_{prefix}cpu_per_request_vs_naive{peer}"] = round(cpu, 3)
     return out
 
 
@@ -167,10 +220,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per load level and target")
     parser.add_argument("--concurrency", default="1,8,32", help="comma-separated connection counts")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy raw stacks of aimserve here")
+    parser.add_argument(
+        "--replicas", type=int, default=2, help="also run aimserve and the peer as N processes (1: off)"
+    )
     parser.add_argument("--out", default="http", help="results file name under bench/results/")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",")]
-    runs = [measure(p, levels, args.seconds, args.profile) for p in args.presets]
+    runs = [measure(p, levels, args.seconds, args.profile, args.replicas) for p in args.presets]
     for run in runs:
         print(run["model"], run["raw_rows_per_s"], run["ratios"])
     print("wrote", write(args.out, {"seconds_per_level": args.seconds, "runs": runs}))

@@ -69,15 +69,24 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
 
 
 async def drive(port: int, requests: Sequence[bytes], concurrency: int, seconds: float) -> LoadResult:
-    """Run ``concurrency`` connections for ``seconds``, cycling through ``requests``."""
+    """Run ``concurrency`` connections to one server for ``seconds``, cycling through ``requests``."""
+    return await drive_spread([(port, requests)], concurrency, seconds)
+
+
+async def drive_spread(
+    targets: Sequence[tuple[int, Sequence[bytes]]], concurrency: int, seconds: float
+) -> LoadResult:
+    """``concurrency`` connections spread round-robin over ``targets`` (port, that server's requests), as a
+    load balancer in front of replicas would; one result over all of them."""
     latencies: list[float] = []
     errors = 0
     deadline = time.perf_counter() + seconds
 
-    async def connection(offset: int) -> None:
+    async def connection(k: int) -> None:
         nonlocal errors
+        port, requests = targets[k % len(targets)]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        i = offset
+        i = k
         try:
             while time.perf_counter() < deadline:
                 start = time.perf_counter()

@@ -110,8 +110,8 @@ def test_pod_runs_as_the_image_user(objects):
 def test_env_is_what_the_service_reads_and_secrets_exist(objects, tmp_path):
     env = container(objects)["env"]
     names = {e["name"] for e in env}
-    assert names == CONTRACT_ENV
-    assert names <= read_env_names(tmp_path)
+    assert names == CONTRACT_ENV | {"OMP_NUM_THREADS"}  # the one torch (its OpenMP runtime) reads
+    assert names - {"OMP_NUM_THREADS"} <= read_env_names(tmp_path)
     secret = objects["Secret"]
     for entry in env:
         ref = entry.get("valueFrom", {}).get("secretKeyRef")
@@ -120,6 +120,13 @@ def test_env_is_what_the_service_reads_and_secrets_exist(objects, tmp_path):
             assert ref["key"] in secret["stringData"]
     for name in ("AIM_SECRET", "AIM_ADMIN_TOKEN", "REDIS_URL"):
         assert "secretKeyRef" in next(e for e in env if e["name"] == name)["valueFrom"], name
+
+
+def test_torch_threads_match_the_cpu_request(objects):
+    """One torch thread per requested CPU: torch's default (one per node core) would oversubscribe."""
+    ctr = container(objects)
+    threads = next(e["value"] for e in ctr["env"] if e["name"] == "OMP_NUM_THREADS")
+    assert int(threads) == int(ctr["resources"]["requests"]["cpu"])
 
 
 def test_secret_is_a_template_of_placeholders(objects):
