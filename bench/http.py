@@ -12,7 +12,7 @@ Every arm gets the same closed-loop load (`bench.loadgen`: c = 1, 8, 32 keep-ali
 held-out input per request, bounded in time). Targets, as ratios of this run: c = 1 p50 <= 1.1x naive;
 c = 32 sentiment >= 0.9x the raw batch-32 forward; c = 32 digits >= 3x naive.
 
-Run: ``python -m bench.http [--seconds S] [--concurrency 1,8,32] [--replicas N] [--profile DIR] [preset ...]``;
+Run: ``python -m bench.http [--seconds S] [--concurrency 1,8,32] [--replicas N] [--profile DIR] [preset]``;
 writes bench/results/http.json with the machine's load average before and after each measurement.
 """
 
