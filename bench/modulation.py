@@ -5,8 +5,9 @@
 2. modulate() vs the forward pass of a real model producing those logits: SmolLM2-135M (the
    ``smollm2-135m`` preset), one decoding step with a KV cache and one prefill of 64 tokens
    (target: under 2%); and what a greedy step costs the engines, which choose with
-   `service.modulation.greedy.modulated_argmax` when no row samples: at σ 1.0 and at the shipped free
-   tier's 0.58, against the dense ``modulate(...).argmax(-1)``.
+   `service.modulation.greedy.modulated_argmax` when no row samples: at σ 0.58 (the free tier as once
+   solved on tweets), 1.0 and 1.066 (the shipped free tier, solved on chat calibration prompts), against
+   the dense ``modulate(...).argmax(-1)``.
 
 Run: ``python -m bench.modulation [--device cuda]``; writes bench/results/modulation[-<device>].json.
 """
@@ -126,7 +127,7 @@ def vs_forward(device: torch.device) -> list[dict[str, float | str]]:
     return out
 
 
-GREEDY_SIGMAS = (0.58, 1.0)
+GREEDY_SIGMAS = (0.58, 1.0, 1.066)
 TEXT = (
     "The city council met on Tuesday evening to discuss the new budget for public transport. After a long "
     "debate, the members agreed to extend the tram line to the northern districts, where thousands of "

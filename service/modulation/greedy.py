@@ -3,10 +3,10 @@
 ``modulated_argmax(logits, batch, position)`` equals ``modulate(logits, batch, position).argmax(-1)``
 exactly (same keyed draws, same float32 operations, first index on ties), but draws noise for a few
 candidates per row instead of all V logits. The keyed normal is bounded: its uniform has 24 bits, so
-|ε| <= `Z_BOUND` (about 5.4), so a row's winner scores at least its clean maximum with the most negative
-noise, and a token can only reach that when ``z_i >= max(z) - 2σ·Z_BOUND`` (wider by the strength of a
-suppressing focus), or when it is a focus target (always scored). When the candidates exceed
-`DENSE_SHARE` of the batch, the dense path is cheaper and is taken instead.
+|ε| <= `Z_BOUND` (about 5.4). A row's winner scores at least what its clean top token scores (``max(z) +
+σ·ε_top``, computed first), and a token can only reach that when ``z_i >= max(z) + σ·ε_top - σ·Z_BOUND``
+(wider by the strength of a suppressing focus), or when it is a focus target (always scored). When the
+candidates exceed `DENSE_SHARE` of the batch, the dense path is cheaper and is taken instead.
 
 Only batches without mixture weights (generation's hash-table keys; classifiers have few classes and use
 `modulate`) take the sparse path.
@@ -46,31 +46,52 @@ def modulated_argmax(logits: torch.Tensor, batch: ModulationBatch, position: Pos
     z = logits.float()
     pos = _positions(position, z.shape[0], z.device)
     sigma = _row_sigma(batch, z.shape[0], z.device)
-    mask = _candidate_mask(z, sigma, batch)
+    keys = _utility_keys(batch, pos)
+    mask = _candidate_mask(z, sigma, batch, keys)
     if int(torch.count_nonzero(mask)) > DENSE_SHARE * mask.numel():
         return modulate(logits, batch, position).argmax(dim=-1)
     cand = _pairs(mask, batch)
-    return _first_argmax(_scores(z, cand, sigma, batch, pos), cand[:, 0], cand[:, 1], *z.shape)
+    return _first_argmax(_scores(z, cand, sigma, batch, pos, keys), cand[:, 0], cand[:, 1], *z.shape)
 
 
-def candidates(z: torch.Tensor, batch: ModulationBatch) -> torch.Tensor:
+def candidates(z: torch.Tensor, batch: ModulationBatch, position: Position = None) -> torch.Tensor:
     """(N, 2) int64 (row, column) pairs that `modulated_argmax` scores for float32 logits ``z`` (B, V)."""
-    return _pairs(_candidate_mask(z, _row_sigma(batch, z.shape[0], z.device), batch), batch)
+    keys = _utility_keys(batch, _positions(position, z.shape[0], z.device))
+    return _pairs(_candidate_mask(z, _row_sigma(batch, z.shape[0], z.device), batch, keys), batch)
 
 
-def _candidate_mask(z: torch.Tensor, sigma: torch.Tensor, batch: ModulationBatch) -> torch.Tensor:
+def _candidate_mask(
+    z: torch.Tensor, sigma: torch.Tensor, batch: ModulationBatch, keys: torch.Tensor | None
+) -> torch.Tensor:
     """(B, V) bool: the tokens that can be a row's modulated argmax (focus targets are added by `_pairs`).
 
-    A row's winner scores at least its clean maximum with the most negative noise, ``max(z) - σ·Z_BOUND -
-    s·Z_BOUND`` (``s``: the row's largest suppressing focus strength), and a token without focus at most
-    ``z + σ·Z_BOUND``; ``_SLACK`` covers float32 rounding. (Scoring the clean top-1 exactly first would
-    give a tighter floor, but finding its index costs more on a CPU than the band it saves: argmax over
-    (32, 49152) is 1.1-1.3 ms against 0.04-0.07 ms for the maximum alone.)"""
+    The row's winner scores at least as much as its clean top token does, which is at least ``floor`` =
+    its clean maximum plus that token's own noise σ·ε, less ``s·Z_BOUND`` (``s``: the row's largest
+    suppressing focus strength, in case the top token is a suppressed target). A token without focus
+    scores at most ``z + σ·Z_BOUND``, so it can win only when ``z >= floor - σ·Z_BOUND``; ``_SLACK`` covers
+    float32 rounding. Scoring the top token first halves the band of the bound without it
+    (``max(z) - 2σ·Z_BOUND``); its index comes from an equality mask, not ``argmax`` (1.1-1.3 ms over
+    (32, 49152) on a CPU against 0.04-0.07 ms for the maximum)."""
     suppress = torch.zeros_like(sigma)
     if batch.focus_rows is not None and batch.focus_scale is not None:
         suppress.index_copy_(0, batch.focus_rows, (-batch.focus_scale).clamp_min(0.0).amax(dim=1))
     top = z.amax(dim=1)
-    return z >= (top - (2.0 * sigma + suppress) * Z_BOUND - _SLACK * (1.0 + top.abs()))[:, None]
+    floor = top + _top_noise(z, top, sigma, keys) - suppress * Z_BOUND
+    return z >= (floor - sigma * Z_BOUND - 2.0 * _SLACK * (1.0 + top.abs()))[:, None]
+
+
+def _top_noise(
+    z: torch.Tensor, top: torch.Tensor, sigma: torch.Tensor, keys: torch.Tensor | None
+) -> torch.Tensor:
+    """(B,) σ·ε of each row's clean top token (the largest over tied tops; 0 without utility noise)."""
+    if keys is None:
+        return torch.zeros_like(top)
+    tops = (z == top[:, None]).nonzero()  # row-major; at least one per row with a finite maximum
+    row, col = tops[:, 0], tops[:, 1]
+    noise = _utility_noise(keys, row, col) * sigma.index_select(0, row)
+    out = torch.full_like(top, float("-inf"))
+    out.scatter_reduce_(0, row, noise, reduce="amax")
+    return torch.where(torch.isfinite(out), out, torch.zeros_like(out))
 
 
 def _row_sigma(batch: ModulationBatch, rows: int, device: torch.device) -> torch.Tensor:
@@ -93,27 +114,33 @@ def _scores(
     sigma: torch.Tensor,
     batch: ModulationBatch,
     pos: torch.Tensor | None,
+    keys: torch.Tensor | None,
 ) -> torch.Tensor:
     """(N,) the modulated logits at ``pairs``, bit-identical to `modulate`'s at those elements (a row
     without utility noise adds ε·0 = 0, which leaves every finite logit as it is)."""
     row, col = pairs[:, 0], pairs[:, 1]
     flat = row * z.shape[1] + col
     values = z.reshape(-1).index_select(0, flat)
-    if batch.utility_rows is not None:
-        values = values + _utility_noise(batch.keys, pos, row, col) * sigma.index_select(0, row)
+    if keys is not None:
+        values = values + _utility_noise(keys, row, col) * sigma.index_select(0, row)
     if batch.focus_rows is not None:
         _add_focus_(values, flat, batch, pos, z.shape[1])
     return values
 
 
-def _utility_noise(
-    keys: torch.Tensor, pos: torch.Tensor | None, row: torch.Tensor, col: torch.Tensor
-) -> torch.Tensor:
-    """ε at (row, col) pairs, as `modulators._component_noise` draws them (element n: component n mod M)."""
-    comps = keys.shape[1]
+def _utility_keys(batch: ModulationBatch, pos: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, M, 2) each row's utility-stream key per component at this step, as `modulators._component_noise`
+    derives them (derived once per step, for the top tokens and the candidates); None without utility."""
+    if batch.utility_rows is None:
+        return None
+    comps = batch.keys.shape[1]
     flat_pos = None if pos is None else pos.repeat_interleave(comps)
-    per_row = derive_stream_keys(keys.reshape(-1, 2), UTILITY_STREAM, flat_pos).view(-1, comps, 2)
-    element_keys = per_row[row, col.remainder(comps)]  # (N, 2)
+    return derive_stream_keys(batch.keys.reshape(-1, 2), UTILITY_STREAM, flat_pos).view(-1, comps, 2)
+
+
+def _utility_noise(keys: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """ε at (row, col) pairs from `_utility_keys` (element n: component n mod M), as `modulate` draws it."""
+    element_keys = keys[row, col.remainder(keys.shape[1])]  # (N, 2)
     return keyed_normal(element_keys[:, None, :], col.to(torch.int32)[:, None]).squeeze(1)
 
 

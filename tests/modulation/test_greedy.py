@@ -71,9 +71,58 @@ def test_bound_covers_the_generator() -> None:
 
 
 def test_few_candidates_for_llm_like_rows() -> None:
-    """At the smollm2 free tier's σ (0.58) on its vocabulary the candidates are a small share of the batch
-    (measured on the preset's own logits: 235 per row of 49,152)."""
+    """At σ 0.58 on smollm2's vocabulary the candidates are a small share of the batch (measured on the
+    preset's own logits: 235 per row of 49,152)."""
     logits = _logits(16, 49152, 5, spread=2.0)
     specs = [RowSpec(0.58, derive_row_key(b"c", f"t{i}", b"z")) for i in range(16)]
     cand = candidates(logits, ModulationBatch.build(specs, 49152))
     assert 16 <= cand.shape[0] < 0.01 * 16 * 49152
+
+
+def test_scoring_the_top_token_first_narrows_the_band() -> None:
+    """At the smollm2 free tier's σ (1.066 on its chat calibration) fewer than half the tokens within
+    2σ·Z_BOUND of the maximum stay candidates once the top token's own noise sets the floor (97 of 678
+    on these rows), and the winner is still the dense one."""
+    logits = _logits(16, 49152, 5, spread=2.0)
+    specs = [RowSpec(1.066, derive_row_key(b"c", f"t{i}", b"z")) for i in range(16)]
+    batch = ModulationBatch.build(specs, 49152)
+    band = int((logits >= (logits.amax(dim=1) - 2 * 1.066 * Z_BOUND)[:, None]).sum())
+    assert candidates(logits, batch, 4).shape[0] < 0.5 * band
+    assert torch.equal(modulated_argmax(logits, batch, 4), modulate(logits, batch, 4).argmax(dim=-1))
+
+
+@pytest.mark.parametrize("sign", [BOOST, SUPPRESS])
+def test_equals_dense_when_the_top_token_is_a_focus_target(sign: int) -> None:
+    """The floor comes from the top token, so a focus on that very token (suppressed: its score falls
+    by up to s·Z_BOUND) must not cut the winner out."""
+    logits = _logits(12, 4096, 7, spread=1.0)
+    top = logits.argmax(dim=1)
+    specs = [
+        RowSpec(sigma, derive_row_key(b"top-focus", f"t{r}", b"w"), (int(top[r]),), strength, sign)
+        for r, (sigma, strength) in enumerate(itertools.product((0.0, 0.4, 1.066), (0.5, 2.0, 6.0, 12.0)))
+    ]
+    batch = ModulationBatch.build(specs, 4096)
+    for position in (None, 5):
+        dense = modulate(logits, batch, position).argmax(dim=-1)
+        assert torch.equal(modulated_argmax(logits, batch, position), dense)
+    if sign == SUPPRESS:  # the case under test happens: some suppressed top token loses its row
+        assert not torch.equal(dense, top)
+
+
+def test_a_far_token_with_extreme_noise_still_wins() -> None:
+    """Adversarial rows built from the keyed draws themselves: the top token (logit 0) is beaten by the
+    token with the row's largest noise, placed just high enough to win (n_top - n_i + 0.01 below), the
+    rest far below. Only a floor from the top token's own signed noise keeps that token a candidate."""
+    rows, vocab = 16, 4096
+    specs = [RowSpec(1.066, derive_row_key(b"far", f"t{r}", b"v")) for r in range(rows)]
+    batch = ModulationBatch.build(specs, vocab)
+    noise = modulate(torch.zeros(rows, vocab), batch, 9)  # σ·ε of every token
+    far = noise[:, 1:].argmax(dim=1) + 1
+    logits = torch.full((rows, vocab), -100.0)
+    logits[:, 0] = 0.0
+    lift = noise[:, 0] - noise[torch.arange(rows), far] + 0.01
+    logits[torch.arange(rows), far] = lift
+    assert bool((lift < -1.0).all())  # each winner starts well below the top token
+    dense = modulate(logits, batch, 9).argmax(dim=-1)
+    assert torch.equal(dense, far)
+    assert torch.equal(modulated_argmax(logits, batch, 9), dense)
