@@ -126,3 +126,36 @@ def test_a_far_token_with_extreme_noise_still_wins() -> None:
     dense = modulate(logits, batch, 9).argmax(dim=-1)
     assert torch.equal(dense, far)
     assert torch.equal(modulated_argmax(logits, batch, 9), dense)
+
+
+def test_a_boosted_far_target_can_win() -> None:
+    """A focus target far below the band (logit -10 against a top of 0) wins whenever its boost lifts it
+    past the top; it is scored however far below it starts."""
+    rows, vocab = 32, 2048
+    logits = torch.full((rows, vocab), -100.0)
+    logits[:, 0], logits[:, 1] = 0.0, -10.0
+    specs = [RowSpec(0.5, derive_row_key(b"boost", f"t{r}", b"u"), (1,), 12.0, BOOST) for r in range(rows)]
+    batch = ModulationBatch.build(specs, vocab)
+    dense = modulate(logits, batch, 2).argmax(dim=-1)
+    assert 0 < int((dense == 1).sum()) < rows  # both outcomes occur
+    assert torch.equal(modulated_argmax(logits, batch, 2), dense)
+
+
+def test_a_suppressed_top_loses_to_a_token_below_the_unsuppressed_floor() -> None:
+    """Rows where the top token (0) is suppressed and the runner-up sits just below ``max + σ·ε_top -
+    σ·Z_BOUND`` (outside the floor a suppression did not lower) yet wins: the suppressed floor keeps it."""
+    vocab, sigma, strength = 512, 0.4, 12.0
+    keys = [derive_row_key(b"suppress", f"t{r}", b"s") for r in range(200)]
+    plain = modulate(torch.zeros(200, vocab), ModulationBatch.build([RowSpec(sigma, k) for k in keys], vocab))
+    focused = ModulationBatch.build([RowSpec(sigma, k, (0,), strength, SUPPRESS) for k in keys], vocab)
+    top_score = modulate(torch.zeros(200, vocab), focused)[:, 0]  # σ·ε_0 - s·|ε'_0|
+    depth = sigma * Z_BOUND - plain[:, 0] + 0.05  # token 1 at -depth: below the unsuppressed floor
+    wins = -depth + plain[:, 1] > top_score
+    assert int(wins.sum()) >= 10
+    picked = [k for k, w in zip(keys, wins.tolist(), strict=True) if w]
+    logits = torch.full((len(picked), vocab), -100.0)
+    logits[:, 0], logits[:, 1] = 0.0, -depth[wins]
+    batch = ModulationBatch.build([RowSpec(sigma, k, (0,), strength, SUPPRESS) for k in picked], vocab)
+    dense = modulate(logits, batch).argmax(dim=-1)
+    assert bool((dense == 1).all())
+    assert torch.equal(modulated_argmax(logits, batch), dense)
