@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from service.modulation import BOOST, SUPPRESS, ModulationBatch, RowSpec, modulate
+from service.modulation import BOOST, SUPPRESS, ModulationBatch, RowSpec, greedy, modulate
 from service.modulation.greedy import Z_BOUND, candidates, modulated_argmax
 from service.modulation.keys import derive_row_key
 from service.modulation.noise import keyed_normal
@@ -159,3 +159,28 @@ def test_a_suppressed_top_loses_to_a_token_below_the_unsuppressed_floor() -> Non
     dense = modulate(logits, batch).argmax(dim=-1)
     assert bool((dense == 1).all())
     assert torch.equal(modulated_argmax(logits, batch), dense)
+
+
+@pytest.mark.parametrize(("rows", "vocab", "seed"), [(1, 49152, 0), (8, 4096, 1), (32, 2048, 2)])
+def test_torch_and_numpy_selection_agree(rows: int, vocab: int, seed: int) -> None:
+    """The torch selection (accelerators) finds the same candidates as the NumPy one (CPUs), focus
+    targets included, so the accelerator path is checked on a CPU too."""
+    logits = _logits(rows, vocab, seed)
+    batch = ModulationBatch.build(_specs(rows, vocab, seed), vocab)
+    pos = torch.full((rows,), 6, dtype=torch.int32)
+    in_torch = greedy._candidates(logits, batch, pos, dense_share=1.0, in_numpy=False)
+    in_numpy = greedy._candidates(logits, batch, pos, dense_share=1.0, in_numpy=True)
+    assert in_torch is not None and in_numpy is not None
+    assert torch.equal(in_torch.pairs, in_numpy.pairs)
+
+
+def test_a_row_without_a_finite_maximum_takes_the_dense_path() -> None:
+    logits = _logits(4, 512, 9)
+    logits[1, 7] = float("inf")
+    logits[2, 3] = float("nan")
+    batch = ModulationBatch.build(
+        [RowSpec(0.5, derive_row_key(b"inf", f"t{r}", b"i")) for r in range(4)], 512
+    )
+    assert torch.equal(modulated_argmax(logits, batch, 1), modulate(logits, batch, 1).argmax(dim=-1))
+    with pytest.raises(ValueError, match="not finite"):
+        candidates(logits, batch)
