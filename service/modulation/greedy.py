@@ -158,7 +158,7 @@ def _scores(
     without utility noise adds ε·0 = 0, which leaves every finite logit as it is)."""
     row, col = pairs[:, 0], pairs[:, 1]
     flat = row * z.shape[1] + col
-    values = z.reshape(-1).index_select(0, flat)
+    values = z[row, col]  # gathers without copying a non-contiguous (B, V) view (a step's last position)
     if keys is not None:
         values = values + _utility_noise(keys, row, col) * sigma.index_select(0, row)
     if batch.focus_rows is not None:

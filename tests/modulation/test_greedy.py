@@ -184,3 +184,12 @@ def test_a_row_without_a_finite_maximum_takes_the_dense_path() -> None:
     assert torch.equal(modulated_argmax(logits, batch, 1), modulate(logits, batch, 1).argmax(dim=-1))
     with pytest.raises(ValueError, match="not finite"):
         candidates(logits, batch)
+
+
+def test_a_non_contiguous_step_view_gives_the_dense_winner() -> None:
+    """Engines pass the last position of (B, T, V) logits, a strided view: same winners as the dense path."""
+    steps = torch.stack([_logits(8, 4096, s) for s in (11, 12, 13)], dim=1)  # (8, 3, 4096)
+    logits = steps[:, -1, :]
+    assert not logits.is_contiguous()
+    batch = ModulationBatch.build(_specs(8, 4096, 11), 4096)
+    assert torch.equal(modulated_argmax(logits, batch, 3), modulate(logits, batch, 3).argmax(dim=-1))
