@@ -1,7 +1,8 @@
 """aimserve through real HTTP, against the naive peer and the raw batched forward, in one run.
 
 For each classifier preset (``minilm-sentiment``: the forward dominates; ``digits``: the HTTP stack does):
-- raw: the model's batched forward loop in this process (batch 1 and batch 32, prepared inputs);
+- raw: the model's batched forward loop in this process (batch 1 and batch 32, prepared inputs) and, with
+  replicas, N batch-32 loops side by side in N processes with the replicas' threads (their baseline);
 - aimserve: ``aimserve serve`` in its own process (embedded Redis, a rate-limited tier with σ = 1, so every
   request pays the key lookup, the rate limit, keyed modulation and its request record);
 - naive: `bench.naive_peer` (FastAPI + transformers, one forward per request), in its own process;
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,17 +57,49 @@ def bodies(folder: Path, n: int = 256) -> tuple[list[Any], list[dict[str, Any]]]
     return raw, [{"inputs": [{"image": base64.b64encode(b).decode()}]} for b in raw]
 
 
-def raw_forward(folder: Path, raw: Sequence[Any], batch: int, seconds: float) -> float:
-    """Rows per second of the bare batched forward loop (inputs prepared beforehand)."""
+def raw_forward(
+    folder: Path, raw: Sequence[Any], batch: int, seconds: float, ready: Callable[[], None] | None = None
+) -> float:
+    """Rows per second of the bare batched forward loop (inputs prepared beforehand); ``ready`` is called
+    after loading, before the loop (loops in several processes start together)."""
     model = load_model(folder)
     items = [model.prepare(r) for r in raw]
     model.forward(items[:batch])
+    if ready is not None:
+        ready()
     rows, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         for i in range(0, len(items) - batch + 1, batch):
             model.forward(items[i : i + batch]).argmax(-1).tolist()
             rows += batch
     return rows / (time.perf_counter() - start)
+
+
+_RAW_CHILD = (
+    "import sys; from pathlib import Path; from bench.http import bodies, raw_forward\n"
+    "f = Path(sys.argv[1])\n"
+    "def ready(): print('ready', flush=True); sys.stdin.readline()\n"
+    "print(raw_forward(f, bodies(f)[0], 32, float(sys.argv[2]), ready))"
+)
+
+
+def raw_forward_processes(folder: Path, processes: int, seconds: float) -> float:
+    """Rows per second of ``processes`` batch-32 raw loops side by side, one process and cores / N torch
+    threads each: the raw forward arranged as the replicas are, their fair baseline."""
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    cmd = [sys.executable, "-c", _RAW_CHILD, str(folder), str(seconds)]
+    env = os.environ | {"OMP_NUM_THREADS": threads}
+    children = [
+        subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(processes)
+    ]
+    for child in children:  # every model loaded ...
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    for child in children:  # ... then all loops start
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    return sum(float(child.communicate()[0].split()[-1]) for child in children)
 
 
 @contextmanager
@@ -160,6 +193,9 @@ def measure(
     raw, payloads = bodies(folder)
     result: dict[str, Any] = {"model": preset, "replicas": replicas, "load": [load("start")]}
     result["raw_rows_per_s"] = {str(b): round(raw_forward(folder, raw, b, seconds), 1) for b in (1, 32)}
+    if replicas > 1:
+        side_by_side = raw_forward_processes(folder, replicas, seconds)
+        result["raw_rows_per_s"][f"32_x{replicas}"] = round(side_by_side, 1)
     result["load"].append(load("after raw"))
     with tempfile.TemporaryDirectory(prefix="aim-bench-") as tmp:
         redis = EmbeddedRedis(Path(tmp, "redis")) if replicas > 1 else None
@@ -208,6 +244,9 @@ def ratios(r: dict[str, Any]) -> dict[str, float]:
             out[f"c{c}_{prefix}p50_vs_naive{peer}"] = round(run["p50_ms"] / naive["p50_ms"], 3)
             out[f"c{c}_{prefix}rps_vs_naive{peer}"] = round(run["rps"] / naive["rps"], 3)
             out[f"c{c}_{prefix}rps_vs_raw_b32"] = round(run["rps"] / r["raw_rows_per_s"]["32"], 3)
+            if prefix and theirs == "naive":  # the replicas against the raw loop arranged as they are
+                raw_n = r["raw_rows_per_s"][f"32_x{n}"]
+                out[f"c{c}_{prefix}rps_vs_raw_b32_x{n}"] = round(run["rps"] / raw_n, 3)
             if naive.get("server_cpu_ms_per_request"):
                 cpu = run["server_cpu_ms_per_request"] / naive["server_cpu_ms_per_request"]
                 out[f"c{c}_{prefix}cpu_per_request_vs_naive{peer}"] = round(cpu, 3)

@@ -25,5 +25,6 @@ def test_http_bench_runs_end_to_end_on_digits(monkeypatch) -> None:
         for c in (1, 4)
         for prefix, peer in (("", ""), ("x2_", ""), ("x2_", "_x2"))
         for name in names
-    }
+    } | {f"c{c}_x2_rps_vs_raw_b32_x2" for c in (1, 4)}
+    assert result["raw_rows_per_s"]["32_x2"] > 0  # two one-thread raw loops side by side
     assert all(len(entry["loadavg"]) == 3 for entry in result["load"])
