@@ -222,3 +222,7 @@ def test_gpu_overlay_patches_the_deployment_with_one_gpu(objects):
     (ctr,) = patched["spec"]["template"]["spec"]["containers"]
     assert ctr["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert ctr["readinessProbe"] == container(objects)["readinessProbe"]  # the merge kept the base fields
+    # torch threads follow the overlay's CPU request, not the base's; the env lists merge by name
+    threads = next(e["value"] for e in ctr["env"] if e["name"] == "OMP_NUM_THREADS")
+    assert int(threads) == int(ctr["resources"]["requests"]["cpu"])
+    assert {e["name"] for e in ctr["env"]} == {e["name"] for e in container(objects)["env"]}
