@@ -83,12 +83,16 @@ _RAW_CHILD = (
 )
 
 
+def threads_for(processes: int) -> dict[str, str]:
+    """The environment giving each of ``processes`` processes its share of the cores as torch threads."""
+    return {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // processes))}
+
+
 def raw_forward_processes(folder: Path, processes: int, seconds: float) -> float:
     """Rows per second of ``processes`` batch-32 raw loops side by side, one process and cores / N torch
     threads each: the raw forward arranged as the replicas are, their fair baseline."""
-    threads = str(max(1, (os.cpu_count() or 1) // processes))
     cmd = [sys.executable, "-c", _RAW_CHILD, str(folder), str(seconds)]
-    env = os.environ | {"OMP_NUM_THREADS": threads}
+    env = os.environ | threads_for(processes)
     children = [
         subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         for _ in range(processes)
@@ -170,7 +174,7 @@ def _start_arms(folder: Path, tmp: Path, replicas: int, redis_url: str | None) -
 
     arms = {"aimserve": Arm([aimserve("aimserve", {})]), "naive": Arm([naive({})])}
     if replicas > 1 and redis_url is not None:
-        threads = {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // replicas))}
+        threads = threads_for(replicas)
         shared = threads | {"REDIS_URL": redis_url}
         arms[f"aimserve_x{replicas}"] = Arm([aimserve(f"r{i}", shared) for i in range(replicas)])
         arms[f"naive_x{replicas}"] = Arm([naive(threads) for _ in range(replicas)])
