@@ -27,9 +27,10 @@ from service.modulation.modulators import (
     Position,
     _component_noise,
     _positions,
+    component_stream_keys,
     modulate,
 )
-from service.modulation.noise import bits_to_centered, derive_stream_keys, keyed_normal
+from service.modulation.noise import bits_to_centered, keyed_normal
 
 #: The largest |ε| `keyed_normal` can return (its most extreme 24-bit input), with a margin for erfinv's
 #: float32 rounding.
@@ -171,9 +172,7 @@ def _utility_keys(batch: ModulationBatch, pos: torch.Tensor | None) -> torch.Ten
     derives them (derived once per step, for the top tokens and the candidates); None without utility."""
     if batch.utility_rows is None:
         return None
-    comps = batch.keys.shape[1]
-    flat_pos = None if pos is None else pos.repeat_interleave(comps)
-    return derive_stream_keys(batch.keys.reshape(-1, 2), UTILITY_STREAM, flat_pos).view(-1, comps, 2)
+    return component_stream_keys(batch.keys, pos, UTILITY_STREAM)
 
 
 def _utility_noise(keys: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:

@@ -88,8 +88,7 @@ def _component_noise(
     rows, comps = keys.shape[0], keys.shape[1]
     if comps == 1:
         return keyed_normal(derive_stream_keys(keys[:, 0, :], stream, pos), index)
-    flat_pos = None if pos is None else pos.repeat_interleave(comps)
-    stream_keys = derive_stream_keys(keys.reshape(-1, 2), stream, flat_pos)
+    stream_keys = component_stream_keys(keys, pos, stream).view(-1, 2)
     if weights is None:
         per_row = stream_keys.view(rows, comps, 2)
         if index.dim() == 1:  # arange(N) (utility): component m draws elements m, m + M, m + 2M, ...
@@ -102,6 +101,14 @@ def _component_noise(
     flat_index = index if index.dim() == 1 else index.repeat_interleave(comps, dim=0)
     draws = keyed_normal(stream_keys, flat_index)
     return torch.bmm(weights[:, None, :], draws.view(rows, comps, -1)).squeeze(1)
+
+
+def component_stream_keys(keys: torch.Tensor, pos: torch.Tensor | None, stream: int) -> torch.Tensor:
+    """(R, M, 2) the keys of ``stream`` for component keys (R, M, 2) at each row's position (R,) or None:
+    what `_component_noise` draws from (`greedy` derives them once per step for its candidates)."""
+    comps = keys.shape[1]
+    flat_pos = None if pos is None else pos.repeat_interleave(comps)
+    return derive_stream_keys(keys.reshape(-1, 2), stream, flat_pos).view(-1, comps, 2)
 
 
 def _add_utility_(out: torch.Tensor, batch: ModulationBatch, pos: torch.Tensor | None) -> None:
